@@ -1,0 +1,48 @@
+# ortserve — `make serve` runs the stack on the default model; `make test` runs every check. Both set up first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+BUF    := npx --yes @bufbuild/buf@1.75.0
+INFERENCE_PORT ?= 50051
+BRIDGE_PORT    ?= 8000
+export INFERENCE_PORT BRIDGE_PORT
+
+.PHONY: install model serve test lint typecheck buf-lint proto pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# reinstall when the dependency list changes
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+model: install
+	$(BIN)/python -m inference_service convert
+
+serve: model
+	bash scripts/serve.sh
+
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
+		proto/inference_service/api/v1/*.proto
+
+lint: install
+	$(BIN)/ruff check inference_service http_bridge tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+buf-lint:
+	$(BUF) lint
+
+pytest: model
+	$(BIN)/pytest -q -ra
+
+test: lint typecheck buf-lint pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

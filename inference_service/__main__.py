@@ -1,0 +1,104 @@
+"""Command line: `python -m inference_service serve|pull|convert`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from inference_service.models import paths
+
+
+def default_model_dir(progress: bool = True) -> Path:
+    """Pull and convert the default model when needed (both steps are cached)."""
+    from inference_service.models.convert import convert
+    from inference_service.models.pull import pull
+
+    return convert(pull(paths.default_gguf_dir(), progress=progress), paths.default_model_dir(), progress=progress)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from inference_service.engine.loader import load_model
+    from inference_service.engine.runner import RunnerOptions
+    from inference_service.engine.scheduler import SchedulerConfig
+    from inference_service.server.app import serve
+    from inference_service.server.settings import ServiceSettings
+
+    overrides = {k: v for k, v in vars(args).items() if k in ServiceSettings.model_fields and v is not None}
+    settings = ServiceSettings(**overrides)
+    logging.getLogger().setLevel(settings.log_level.upper())
+    is_default = settings.model == "default"
+    folder = default_model_dir() if is_default else Path(settings.model)
+    model_id = settings.model_id or ("smollm2-135m-instruct" if is_default else folder.name)
+    model = load_model(
+        folder,
+        model_id,
+        RunnerOptions(
+            device=settings.device,
+            device_id=settings.device_id,
+            threads=settings.threads,
+            num_slots=settings.max_num_seqs,
+            slot_capacity=settings.max_model_len,
+        ),
+        SchedulerConfig(max_batched_tokens=settings.max_batched_tokens, max_waiting=settings.max_waiting),
+    )
+    asyncio.run(serve(settings, {model.model_id: model}))
+
+
+def _pull(args: argparse.Namespace) -> None:
+    from inference_service.models.pull import pull
+
+    print(pull(args.cache_dir or paths.default_gguf_dir()))
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from inference_service.models.convert import convert
+    from inference_service.models.pull import pull
+
+    gguf = args.gguf or pull(paths.default_gguf_dir())
+    print(convert(gguf, args.out or paths.default_model_dir(), accuracy_level=args.accuracy_level))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m inference_service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the gRPC inference service")
+    serve.add_argument("--model", help='model folder, or "default" (pulled and converted on first use)')
+    serve.add_argument("--model-id", dest="model_id", help="served model name")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    serve.add_argument("--threads", type=int)
+    serve.add_argument("--max-num-seqs", dest="max_num_seqs", type=int)
+    serve.add_argument("--max-model-len", dest="max_model_len", type=int)
+    serve.add_argument("--max-batched-tokens", dest="max_batched_tokens", type=int)
+    serve.add_argument("--log-level", dest="log_level")
+    serve.set_defaults(func=_serve)
+
+    pull = sub.add_parser("pull", help="download and verify the default model's GGUF")
+    pull.add_argument("--cache-dir", type=Path)
+    pull.set_defaults(func=_pull)
+
+    conv = sub.add_parser("convert", help="convert a llama GGUF into an ONNX model folder")
+    conv.add_argument("--gguf", type=Path, help="GGUF file (default: the pulled default model)")
+    conv.add_argument("--out", type=Path, help="output folder")
+    conv.add_argument(
+        "--accuracy-level",
+        dest="accuracy_level",
+        type=int,
+        default=0,
+        choices=[0, 1, 2, 3, 4],
+        help="MatMulNBits accuracy_level; 0 keeps fp32 compute (exact), 4 rounds activations to int8",
+    )
+    conv.set_defaults(func=_convert)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The asyncio front of the engine: the only code that knows both asyncio and the engine thread.
+
+Requests go to the engine thread through a thread-safe inbox; outputs come back once per step through
+`loop.call_soon_threadsafe`, fanned out to one asyncio.Queue per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+from inference_service.engine.core import EngineCore
+from inference_service.engine.errors import (
+    ContextLengthExceededError,
+    EngineInternalError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    QueueFullError,
+)
+from inference_service.engine.tokenizer import Tokenizer
+from inference_service.engine.types import ChatMessage, ChoiceOutput, GenerationRequest, ServerLoad
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class _Add:
+    request: GenerationRequest
+
+
+@dataclass(slots=True, frozen=True)
+class _Abort:
+    request_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class _Stop:
+    pass
+
+
+_Command = _Add | _Abort | _Stop
+
+
+@dataclass(slots=True, frozen=True)
+class PromptInput:
+    """Exactly one of the three is set."""
+
+    messages: tuple[ChatMessage, ...] | None = None
+    add_generation_prompt: bool = True
+    text: str | None = None
+    token_ids: tuple[int, ...] | None = None
+
+
+class AsyncEngine:
+    def __init__(self, core: EngineCore, tokenizer: Tokenizer, context_length: int) -> None:
+        self.core = core
+        self.tokenizer = tokenizer
+        self.context_length = min(context_length, core.runner.slot_capacity)
+        self._inbox: queue.SimpleQueue[_Command] = queue.SimpleQueue()
+        self._streams: dict[str, asyncio.Queue[list[ChoiceOutput] | BaseException]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._load = core.load()
+        self.last_step_time = time.monotonic()
+        self.loop_error: BaseException | None = None
+
+    # lifecycle -----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._inbox.put(_Stop())
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self.loop_error is None
+
+    # requests ------------------------------------------------------------------------------------------
+    def render(self, prompt: PromptInput) -> tuple[str, list[int]]:
+        """Chat template + tokenization, exactly as generate() does it."""
+        if prompt.token_ids is not None:
+            ids = list(prompt.token_ids)
+            bad = [t for t in ids if t >= self.tokenizer.vocab_size]
+            if bad:
+                raise InvalidRequestError(f"token id {bad[0]} is outside the vocabulary", param="token_ids")
+            return self.tokenizer.decode(ids, skip_special_tokens=False), ids
+        if prompt.messages is not None:
+            if not prompt.messages:
+                raise InvalidRequestError("messages must not be empty", param="messages")
+            text = self.tokenizer.apply_chat_template(prompt.messages, prompt.add_generation_prompt)
+        else:
+            text = prompt.text or ""
+        return text, self.tokenizer.encode(text)
+
+    def _validate(self, request: GenerationRequest) -> None:
+        n_prompt = len(request.prompt_token_ids)
+        if n_prompt == 0:
+            raise InvalidRequestError("the prompt is empty", param="messages")
+        max_tokens = request.stopping.max_tokens
+        needed = n_prompt + (max_tokens or 1)
+        if needed > self.context_length:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.context_length} tokens. However, you requested "
+                f"{needed} tokens ({n_prompt} in the messages, {max_tokens or 1} in the completion). "
+                "Please reduce the length of the messages or completion."
+            )
+
+    async def generate(self, prompt: PromptInput, template: GenerationRequest) -> AsyncIterator[ChoiceOutput]:
+        """Stream the outputs of one request; `template` carries everything but the prompt ids."""
+        if not self.is_alive:
+            raise EngineUnavailableError("the engine is not running")
+        _, ids = self.render(prompt)
+        request = replace(
+            template,
+            prompt_token_ids=ids,
+            request_id=template.request_id or uuid.uuid4().hex,
+            arrival_time=time.monotonic(),
+        )
+        self._validate(request)
+        if request.request_id in self._streams:
+            raise InvalidRequestError(f"request id {request.request_id!r} is already running", param="request_id")
+        if self._load.waiting_requests >= self.core.scheduler.config.max_waiting:
+            raise QueueFullError("too many requests are waiting; retry later")
+        stream: asyncio.Queue[list[ChoiceOutput] | BaseException] = asyncio.Queue()
+        self._streams[request.request_id] = stream
+        self._inbox.put(_Add(request))
+        remaining = request.n
+        try:
+            while remaining:
+                item = await stream.get()
+                if isinstance(item, BaseException):
+                    raise item
+                for output in item:
+                    remaining -= output.finish_reason is not None
+                    yield output
+        finally:
+            if self._streams.pop(request.request_id, None) is not None and remaining:
+                self._inbox.put(_Abort(request.request_id))  # consumer left early (cancelled, error)
+
+    def abort(self, request_id: str) -> bool:
+        """Cancel a running request; its stream ends with CANCELLED completions."""
+        found = request_id in self._streams
+        if found:
+            self._inbox.put(_Abort(request_id))
+        return found
+
+    def load(self) -> ServerLoad:
+        return self._load
+
+    # engine thread -------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                block = not self.core.has_work
+                try:
+                    while True:
+                        command = self._inbox.get(block=block, timeout=1.0 if block else None)
+                        block = False
+                        if isinstance(command, _Stop):
+                            return
+                        self._apply(command)
+                except queue.Empty:
+                    pass
+                self.last_step_time = time.monotonic()
+                if self.core.has_work:
+                    self._step()
+                self._load = self.core.load()
+        except BaseException as e:  # the loop itself broke: report unready, fail everyone
+            logger.exception("engine loop died")
+            self.loop_error = e
+            self._post_error(list(self._streams), EngineUnavailableError("the engine loop stopped"))
+
+    def _apply(self, command: _Command) -> None:
+        if isinstance(command, _Add):
+            self.core.add_request(command.request)
+        elif isinstance(command, _Abort):
+            self._post(self.core.abort_request(command.request_id))
+
+    def _step(self) -> None:
+        try:
+            outputs = self.core.step()
+        except Exception:
+            logger.exception("engine step failed; failing the requests in it")
+            ids = self.core.running_request_ids()
+            for request_id in ids:
+                self.core.abort_request(request_id)
+            self._post_error(ids, EngineInternalError("internal error while generating"))
+            return
+        self._post(outputs)
+
+    def _post(self, outputs: list[ChoiceOutput]) -> None:
+        if outputs and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._dispatch, outputs)
+
+    def _post_error(self, request_ids: list[str], error: BaseException) -> None:
+        if self._loop is not None and request_ids:
+            self._loop.call_soon_threadsafe(self._dispatch_error, request_ids, error)
+
+    def _dispatch(self, outputs: list[ChoiceOutput]) -> None:
+        by_request: dict[str, list[ChoiceOutput]] = {}
+        for output in outputs:
+            by_request.setdefault(output.request_id, []).append(output)
+        for request_id, items in by_request.items():
+            stream = self._streams.get(request_id)
+            if stream is not None:
+                stream.put_nowait(items)
+
+    def _dispatch_error(self, request_ids: list[str], error: BaseException) -> None:
+        for request_id in request_ids:
+            stream = self._streams.get(request_id)
+            if stream is not None:
+                stream.put_nowait(error)

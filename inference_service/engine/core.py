@@ -1,0 +1,224 @@
+"""Engine core: add requests, step, report. Runs on the engine thread only; knows nothing of asyncio or gRPC."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Protocol
+
+import numpy as np
+
+from inference_service.engine.detokenizer import IncrementalDetokenizer, StopMatcher
+from inference_service.engine.kv_cache import KVCache
+from inference_service.engine.sampler import SampleRequest, SampleResult, sample
+from inference_service.engine.scheduler import Scheduler, SchedulerConfig
+from inference_service.engine.sequence import Sequence, SequenceStatus
+from inference_service.engine.tokenizer import Tokenizer
+from inference_service.engine.types import (
+    ChoiceOutput,
+    FinishReason,
+    GenerationRequest,
+    ServerLoad,
+    Timing,
+    TokenLogprob,
+    TopLogprob,
+)
+
+
+class Runner(Protocol):
+    kv: KVCache
+
+    @property
+    def slot_capacity(self) -> int: ...
+
+    def forward(self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int) -> np.ndarray: ...
+
+
+class EngineCore:
+    def __init__(
+        self,
+        runner: Runner,
+        tokenizer: Tokenizer,
+        eos_token_ids: tuple[int, ...],
+        config: SchedulerConfig,
+        pad_token_id: int = 0,
+    ) -> None:
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.eos_token_ids = frozenset(eos_token_ids)
+        self.pad_token_id = pad_token_id
+        self.scheduler = Scheduler(config, runner.kv)
+        self._requests: dict[str, list[Sequence]] = {}
+        self._seq_ids = itertools.count()
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    def has_request(self, request_id: str) -> bool:
+        return request_id in self._requests
+
+    def can_add(self, request: GenerationRequest) -> bool:
+        return self.scheduler.can_add(request.n)
+
+    def add_request(self, request: GenerationRequest) -> None:
+        seed = request.sampling.seed
+        seqs = []
+        for index in range(request.n):
+            # per-choice generators: same seed → same choices, and choices differ from each other
+            generator = np.random.default_rng(None if seed is None else [seed, index])
+            seqs.append(
+                Sequence(
+                    seq_id=next(self._seq_ids),
+                    request=request,
+                    index=index,
+                    token_ids=list(request.prompt_token_ids),
+                    num_prompt_tokens=len(request.prompt_token_ids),
+                    detokenizer=IncrementalDetokenizer(self.tokenizer, request.prompt_token_ids),
+                    stop_matcher=StopMatcher(request.stopping.stop, request.stopping.include_stop_str_in_output),
+                    generator=generator,
+                )
+            )
+        self._requests[request.request_id] = seqs
+        for seq in seqs:
+            self.scheduler.add(seq)
+
+    def abort_request(self, request_id: str) -> list[ChoiceOutput]:
+        """Finish the request's unfinished choices as CANCELLED, freeing their slots."""
+        outputs = []
+        for seq in self._requests.pop(request_id, ()):
+            if not seq.is_finished:
+                seq.finish_reason = FinishReason.CANCELLED
+                self.scheduler.finish(seq)
+                outputs.append(
+                    ChoiceOutput(
+                        request_id,
+                        seq.index,
+                        "",
+                        finish_reason=FinishReason.CANCELLED,
+                        prompt_tokens=seq.num_prompt_tokens,
+                        completion_tokens=seq.num_generated,
+                    )
+                )
+        return outputs
+
+    def running_request_ids(self) -> list[str]:
+        return list(self._requests)
+
+    def load(self) -> ServerLoad:
+        running = self.scheduler.running.values()
+        kv = self.runner.kv.layout
+        return ServerLoad(
+            running_sequences=len(running),
+            waiting_requests=len({s.request.request_id for s in self.scheduler.waiting}),
+            kv_tokens_used=sum(s.num_cached for s in running),
+            kv_tokens_total=kv.num_slots * kv.slot_capacity,
+            max_running_sequences=kv.num_slots,
+        )
+
+    def step(self) -> list[ChoiceOutput]:
+        plan = self.scheduler.schedule()
+        ready: list[tuple[Sequence, np.ndarray]] = []  # sequences whose pending tokens all ran → sample
+        if plan.decode_span:
+            ids = np.full((plan.decode_span, 1), self.pad_token_id, np.int64)
+            lengths = np.ones(plan.decode_span, np.int64)  # free slots: a dummy token at position 0
+            running = list(self.scheduler.running.items())
+            for slot, seq in running:
+                ids[slot, 0] = seq.token_ids[seq.num_cached]
+                lengths[slot] = seq.num_cached + 1
+            logits = self.runner.forward(ids, lengths, 0)  # [span, V]
+            for slot, seq in running:
+                seq.num_cached += 1
+                if seq.num_pending == 0:
+                    ready.append((seq, logits[slot]))
+        for chunk in plan.prefill:
+            seq = chunk.seq
+            start, end = seq.num_cached, seq.num_cached + chunk.num_tokens
+            assert seq.slot is not None and end <= len(seq.token_ids)
+            logits = self.runner.forward(np.array([seq.token_ids[start:end]]), np.array([end]), seq.slot)
+            seq.num_cached = end
+            if seq.num_pending == 0:
+                ready.append((seq, logits[0]))
+        if not ready:
+            return []
+        seqs = [seq for seq, _ in ready]
+        result = sample(np.stack([row for _, row in ready]), [self._sample_request(s) for s in seqs])
+        return [self._postprocess(seq, result, i) for i, seq in enumerate(seqs)]
+
+    def _sample_request(self, seq: Sequence) -> SampleRequest:
+        out = seq.request.output
+        penalized = seq.request.sampling.repetition_penalty != 1.0
+        return SampleRequest(
+            params=seq.request.sampling,
+            generator=seq.generator,
+            output_counts=seq.output_counts,
+            seen_tokens=np.asarray(seq.token_ids, np.int64) if penalized else np.empty(0, np.int64),
+            num_logprobs=out.top_logprobs if out.logprobs else -1,
+        )
+
+    def _logprob(self, token_id: int, logprob: float, top_ids: np.ndarray, top_lps: np.ndarray) -> TokenLogprob:
+        def entry(t: int, lp: float) -> TopLogprob:
+            raw = self.tokenizer.token_bytes(t)
+            return TopLogprob(t, raw.decode("utf-8", errors="replace"), lp, raw)
+
+        chosen = entry(token_id, float(logprob))
+        top = tuple(entry(int(t), float(lp)) for t, lp in zip(top_ids, top_lps, strict=True))
+        return TokenLogprob(chosen.token_id, chosen.token, chosen.logprob, chosen.bytes, top)
+
+    def _postprocess(self, seq: Sequence, result: SampleResult, row: int) -> ChoiceOutput:
+        token = int(result.token_ids[row])
+        now = time.monotonic()
+        seq.first_token_time = seq.first_token_time or now
+        seq.token_ids.append(token)
+        seq.output_counts[token] = seq.output_counts.get(token, 0) + 1
+        stopping = seq.request.stopping
+        text, matched = "", ""
+        if token in self.eos_token_ids and not stopping.ignore_eos:
+            seq.finish_reason = FinishReason.EOS
+        elif token in stopping.stop_token_ids:
+            seq.finish_reason = FinishReason.STOP_TOKEN
+            matched = self.tokenizer.decode([token], skip_special_tokens=False)
+        else:
+            text, stop = seq.stop_matcher.push(seq.detokenizer.step([token]))
+            if stop is not None:
+                seq.finish_reason, matched = FinishReason.STOP_SEQUENCE, stop
+        if seq.finish_reason is None:
+            if stopping.max_tokens is not None and seq.num_generated >= stopping.max_tokens:
+                seq.finish_reason = FinishReason.MAX_TOKENS
+            elif len(seq.token_ids) >= self.runner.slot_capacity:
+                seq.finish_reason = FinishReason.CONTEXT_LENGTH
+        if seq.finish_reason not in (None, FinishReason.STOP_SEQUENCE):
+            tail, stop = seq.stop_matcher.push(seq.detokenizer.flush())
+            if stop is not None:
+                seq.finish_reason, matched = FinishReason.STOP_SEQUENCE, stop
+            text += tail if stop is not None else tail + seq.stop_matcher.flush()
+
+        logprobs: tuple[TokenLogprob, ...] = ()
+        if result.logprobs is not None and seq.request.output.logprobs:
+            logprobs = (self._logprob(token, result.logprobs[row], result.top_ids[row], result.top_logprobs[row]),)
+        if seq.finish_reason is None:
+            return ChoiceOutput(seq.request.request_id, seq.index, text, (token,), logprobs)
+        self.scheduler.finish(seq)
+        self._forget_if_done(seq)
+        req = seq.request
+        return ChoiceOutput(
+            request_id=req.request_id,
+            index=seq.index,
+            text=text,
+            token_ids=(token,),
+            logprobs=logprobs,
+            finish_reason=seq.finish_reason,
+            matched_stop=matched,
+            prompt_tokens=seq.num_prompt_tokens,
+            completion_tokens=seq.num_generated,
+            timing=Timing(
+                queue_seconds=(seq.scheduled_time or now) - req.arrival_time,
+                time_to_first_token_seconds=seq.first_token_time - req.arrival_time,
+                total_seconds=now - req.arrival_time,
+            ),
+        )
+
+    def _forget_if_done(self, seq: Sequence) -> None:
+        seqs = self._requests.get(seq.request.request_id)
+        if seqs is not None and all(s.status is SequenceStatus.FINISHED for s in seqs):
+            del self._requests[seq.request.request_id]

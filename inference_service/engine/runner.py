@@ -1,0 +1,102 @@
+"""ONNX Runtime session and one forward pass over a contiguous range of KV slots (IO binding)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from inference_service.engine.kv_cache import KVCache, KVLayout
+from inference_service.models.folder import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+CPU_EP = "CPUExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+
+
+@dataclass(slots=True, frozen=True)
+class RunnerOptions:
+    device: str = "auto"  # auto | cpu | cuda
+    device_id: int = 0
+    threads: int = 0  # 0 = one per physical core (os.cpu_count here)
+    num_slots: int = 16
+    slot_capacity: int = 0  # 0 = the model's context length
+
+
+def select_provider(device: str) -> str:
+    available = ort.get_available_providers()
+    if device == "cuda":
+        if CUDA_EP not in available:
+            raise RuntimeError(f"device=cuda but this onnxruntime build offers only {available}")
+        return CUDA_EP
+    if device == "auto" and CUDA_EP in available and Path("/dev/nvidiactl").exists():
+        return CUDA_EP
+    return CPU_EP
+
+
+class ModelRunner:
+    """Runs the decoder: input_ids [B, S] for slots [first_slot, first_slot + B) → last-position logits [B, V]."""
+
+    def __init__(self, config: ModelConfig, options: RunnerOptions) -> None:
+        self.config = config
+        provider = select_provider(options.device)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.threads or os.cpu_count() or 1
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle workers must sleep, not spin: the gRPC threads share these cores.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers: list[str | tuple[str, dict[str, str]]] = [CPU_EP]
+        if provider == CUDA_EP:
+            providers = [(CUDA_EP, {"device_id": str(options.device_id)}), CPU_EP]
+        self.session = ort.InferenceSession(str(config.model_file), so, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        self.device = "cuda" if self.provider == CUDA_EP else "cpu"
+        self._keep_input = "num_logits_to_keep" in {i.name for i in self.session.get_inputs()}
+        capacity = min(options.slot_capacity or config.context_length, config.context_length)
+        self.kv = KVCache(
+            KVLayout(config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size),
+            self.device,
+            options.device_id,
+        )
+        self._binding = self.session.io_binding()
+        logger.info("loaded %s on %s (%d threads)", config.model_file, self.provider, so.intra_op_num_threads)
+
+    @property
+    def slot_capacity(self) -> int:
+        return self.kv.layout.slot_capacity
+
+    def forward(self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int) -> np.ndarray:
+        """input_ids: int64 [B, S] new tokens; lengths: int [B] cached + new tokens per row → logits [B, V].
+
+        Each row's new tokens are written to its slot at positions [length − S, length).
+        """
+        batch = input_ids.shape[0]
+        cfg, kv = self.config, self.kv
+        total = int(lengths.max())
+        mask = (np.arange(total)[None, :] < lengths[:, None]).astype(np.int64)  # [B, total]
+        io = self._binding
+        io.clear_binding_inputs()
+        io.clear_binding_outputs()
+        io.bind_cpu_input(cfg.input_ids_name, np.ascontiguousarray(input_ids, dtype=np.int64))
+        io.bind_cpu_input(cfg.attention_mask_name, mask)
+        if self._keep_input:
+            io.bind_cpu_input("num_logits_to_keep", np.array(1, np.int64))
+        io.bind_output(cfg.logits_name, "cpu")  # first output bound: get_outputs()[0]
+        shape = [batch, kv.layout.kv_heads, kv.layout.slot_capacity, kv.layout.head_size]
+        for layer in range(cfg.num_layers):
+            for kind, (past, present) in enumerate(
+                ((cfg.past_key_names, cfg.present_key_names), (cfg.past_value_names, cfg.present_value_names))
+            ):
+                ptr = kv.pointer(layer, kind, first_slot)
+                io.bind_input(past % layer, kv.device, kv.device_id, np.float32, shape, ptr)
+                io.bind_output(present % layer, kv.device, kv.device_id, np.float32, shape, ptr)
+        self.session.run_with_iobinding(io)
+        logits = io.get_outputs()[0].numpy()  # [B, S or 1, V]
+        return logits[:, -1, :]

@@ -1,0 +1,105 @@
+"""Token choice: pure functions over numpy arrays. logits: [batch, vocab] float32, one row per sequence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference_service.engine.types import SamplingParams
+
+
+@dataclass(slots=True, frozen=True)
+class SampleRequest:
+    """What the sampler needs to know about one row."""
+
+    params: SamplingParams
+    generator: np.random.Generator
+    output_counts: dict[int, int]  # generated token id → times (frequency/presence penalties)
+    seen_tokens: np.ndarray  # int64 ids of prompt + output (repetition penalty)
+    num_logprobs: int  # −1 = none, 0 = sampled token only, k = also the top k
+
+
+@dataclass(slots=True, frozen=True)
+class SampleResult:
+    token_ids: np.ndarray  # int64 [batch]
+    logprobs: np.ndarray | None  # float32 [batch]: log-probability of the chosen token
+    top_ids: list[np.ndarray]  # per row int64 [k], most likely first
+    top_logprobs: list[np.ndarray]  # per row float32 [k]
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def apply_penalties(row: np.ndarray, req: SampleRequest) -> np.ndarray:
+    """Logit bias and OpenAI/vLLM penalties on one row (a copy)."""
+    p = req.params
+    row = row.copy()
+    for token_id, bias in p.logit_bias.items():
+        if 0 <= token_id < row.shape[0]:
+            row[token_id] += bias
+    if p.repetition_penalty != 1.0 and req.seen_tokens.size:
+        ids = np.unique(req.seen_tokens)
+        vals = row[ids]
+        row[ids] = np.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+    if (p.frequency_penalty or p.presence_penalty) and req.output_counts:
+        ids = np.fromiter(req.output_counts.keys(), np.int64)
+        counts = np.fromiter(req.output_counts.values(), np.float32)
+        row[ids] -= p.frequency_penalty * counts + p.presence_penalty
+    return row
+
+
+def filter_candidates(row: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
+    """Temperature, top-k, top-p and min-p → (candidate ids, their probabilities), most likely first."""
+    scaled = row / np.float32(p.temperature)
+    k = p.top_k if 0 < p.top_k < scaled.shape[0] else scaled.shape[0]
+    ids = np.argpartition(-scaled, k - 1)[:k] if k < scaled.shape[0] else np.arange(scaled.shape[0])
+    ids = ids[np.argsort(-scaled[ids], kind="stable")]
+    probs = np.exp(scaled[ids] - scaled[ids[0]])
+    probs /= probs.sum()
+    keep = probs.shape[0]
+    if p.top_p < 1.0:
+        # smallest prefix whose mass reaches top_p (at least one token)
+        keep = min(keep, int(np.searchsorted(np.cumsum(probs), p.top_p)) + 1)
+    if p.min_p > 0.0:
+        keep = min(keep, max(1, int((probs >= p.min_p * probs[0]).sum())))
+    probs = probs[:keep] / probs[:keep].sum()
+    return ids[:keep], probs
+
+
+def sample(logits: np.ndarray, requests: list[SampleRequest]) -> SampleResult:
+    batch = logits.shape[0]
+    rows = [
+        apply_penalties(logits[i], r)
+        if r.params.logit_bias
+        or r.params.repetition_penalty != 1.0
+        or r.params.frequency_penalty
+        or r.params.presence_penalty
+        else logits[i]
+        for i, r in enumerate(requests)
+    ]
+    processed = np.stack(rows) if batch else logits
+    chosen = processed.argmax(axis=-1).astype(np.int64)  # greedy rows: no softmax needed
+    for i, r in enumerate(requests):
+        if not r.params.greedy:
+            ids, probs = filter_candidates(processed[i], r.params)
+            pick = int(np.searchsorted(np.cumsum(probs), r.generator.random() * probs.sum(), side="right"))
+            chosen[i] = ids[min(pick, ids.shape[0] - 1)]
+
+    want = [i for i, r in enumerate(requests) if r.num_logprobs >= 0]
+    if not want:
+        return SampleResult(chosen, None, [], [])
+    logprobs = np.zeros(batch, np.float32)
+    top_ids: list[np.ndarray] = [np.empty(0, np.int64)] * batch
+    top_lps: list[np.ndarray] = [np.empty(0, np.float32)] * batch
+    for i in want:
+        lp = log_softmax(logits[i].astype(np.float64))  # the model's distribution, before any processing
+        logprobs[i] = lp[chosen[i]]
+        k = requests[i].num_logprobs
+        if k > 0:
+            top = np.argpartition(-lp, k - 1)[:k]
+            top = top[np.argsort(-lp[top], kind="stable")]
+            top_ids[i], top_lps[i] = top.astype(np.int64), lp[top].astype(np.float32)
+    return SampleResult(chosen, logprobs, top_ids, top_lps)

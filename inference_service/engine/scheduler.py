@@ -1,0 +1,80 @@
+"""Admission and per-step work selection.
+
+Every step runs one decode pass over the dense slot range [0, span): each admitted sequence advances by one
+token (its last sampled token, or its next prompt token). The step's remaining token budget goes to prefill
+chunks of sequences that still have several prompt tokens pending, oldest first, so a long prompt is spread
+over several steps instead of stalling everyone else's decode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from inference_service.engine.kv_cache import KVCache
+from inference_service.engine.sequence import Sequence, SequenceStatus
+
+
+@dataclass(slots=True, frozen=True)
+class SchedulerConfig:
+    max_batched_tokens: int = 512  # tokens per step across decode rows and prefill chunks
+    max_waiting: int = 1024
+
+
+@dataclass(slots=True, frozen=True)
+class PrefillChunk:
+    seq: Sequence
+    num_tokens: int  # tokens run in this chunk, after this step's decode row
+
+
+@dataclass(slots=True)
+class ScheduleOutput:
+    decode_span: int  # run slots [0, span) in the decode pass; 0 = no decode pass
+    prefill: list[PrefillChunk]
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, kv: KVCache) -> None:
+        self.config = config
+        self.kv = kv
+        self.waiting: deque[Sequence] = deque()
+        self.running: dict[int, Sequence] = {}  # slot → sequence
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def can_add(self, count: int) -> bool:
+        return len(self.waiting) + count <= self.config.max_waiting
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.append(seq)
+
+    def schedule(self) -> ScheduleOutput:
+        while self.waiting and self.kv.can_allocate():
+            seq = self.waiting.popleft()
+            seq.slot = self.kv.allocate()
+            seq.status = SequenceStatus.RUNNING
+            seq.scheduled_time = time.monotonic()
+            self.running[seq.slot] = seq
+        span = self.kv.span()
+        budget = self.config.max_batched_tokens - span
+        prefill = []
+        for seq in sorted(self.running.values(), key=lambda s: s.seq_id):
+            remaining = seq.num_pending - 1  # the decode pass takes one
+            if remaining > 0 and budget > 0:
+                take = min(remaining, budget)
+                prefill.append(PrefillChunk(seq, take))
+                budget -= take
+        return ScheduleOutput(span, prefill)
+
+    def finish(self, seq: Sequence) -> None:
+        """Take a finished or aborted sequence out, freeing its slot."""
+        if seq.slot is not None:
+            del self.running[seq.slot]
+            self.kv.free(seq.slot)
+            seq.slot = None
+        elif seq.status is SequenceStatus.WAITING:
+            self.waiting.remove(seq)
+        seq.status = SequenceStatus.FINISHED

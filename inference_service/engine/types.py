@@ -1,0 +1,123 @@
+"""Typed values that cross the engine boundary (front ⇄ core ⇄ scheduler ⇄ sampler)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class FinishReason(enum.Enum):
+    EOS = "eos"
+    STOP_SEQUENCE = "stop_sequence"
+    STOP_TOKEN = "stop_token"
+    MAX_TOKENS = "max_tokens"
+    CONTEXT_LENGTH = "context_length"
+    CANCELLED = "cancelled"
+
+
+@dataclass(slots=True, frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+    name: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class SamplingParams:
+    """Per-request sampling. temperature 0 = greedy; top_k 0 = off; top_p 1 = off; min_p 0 = off."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(slots=True, frozen=True)
+class StoppingParams:
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    include_stop_str_in_output: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class OutputParams:
+    logprobs: bool = False
+    top_logprobs: int = 0
+    return_token_ids: bool = False
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """One request as the engine sees it: prompt already tokenized, n choices."""
+
+    request_id: str
+    prompt_token_ids: list[int]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stopping: StoppingParams = field(default_factory=StoppingParams)
+    output: OutputParams = field(default_factory=OutputParams)
+    n: int = 1
+    arrival_time: float = 0.0
+
+
+@dataclass(slots=True, frozen=True)
+class TopLogprob:
+    token_id: int
+    token: str
+    logprob: float
+    bytes: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class TokenLogprob:
+    token_id: int
+    token: str
+    logprob: float
+    bytes: bytes
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class Timing:
+    queue_seconds: float
+    time_to_first_token_seconds: float
+    total_seconds: float
+
+
+@dataclass(slots=True, frozen=True)
+class ChoiceOutput:
+    """What one engine step produced for one choice of one request.
+
+    `text` is whole UTF-8 (possibly empty while text is held back); `finish_reason` is set on the last output
+    of a choice, together with usage and timing.
+    """
+
+    request_id: str
+    index: int
+    text: str
+    token_ids: tuple[int, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
+    finish_reason: FinishReason | None = None
+    matched_stop: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timing: Timing | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ServerLoad:
+    running_sequences: int
+    waiting_requests: int
+    kv_tokens_used: int
+    kv_tokens_total: int
+    max_running_sequences: int

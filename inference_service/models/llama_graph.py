@@ -1,0 +1,237 @@
+"""Build the ONNX graph of a llama-architecture decoder from transcoded GGUF weights.
+
+I/O follows ONNX Runtime GenAI's decoder layout, so one runner serves our folders and model-builder folders:
+  inputs  input_ids [B, S] int64, attention_mask [B, T] int64 (T = past + S),
+          past_key_values.{i}.key/value [B, kv_heads, P, head_dim] (P ≥ past; a shared buffer when P > past),
+          num_logits_to_keep [] int64 (0 = every position, k = the last k; runners of GenAI folders omit it)
+  outputs logits [B, S or k, vocab], present.{i}.key/value
+Attention is GroupQueryAttention with rotary inside it. Q/K keep GGUF's row order, which llama.cpp permuted
+for rotation of adjacent pairs, hence rotary_interleaved=1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from inference_service.models.gguf_weights import BlockQuantized, Dense, Weight, dequantize
+
+IR_VERSION = 10  # onnxruntime 1.31 loads at most IR 13; onnx 1.23 would write 14
+OPSETS = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+MS = "com.microsoft"
+
+
+@dataclass(slots=True, frozen=True)
+class LlamaShape:
+    layers: int
+    hidden: int
+    ffn: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    context_length: int
+    rope_base: float
+    rms_eps: float
+
+
+@dataclass(slots=True)
+class LayerWeights:
+    attn_norm: np.ndarray
+    qkv: Weight  # q, k, v stacked along N
+    o: Weight
+    ffn_norm: np.ndarray
+    gate_up: Weight  # gate, up stacked along N
+    down: Weight
+
+
+@dataclass(slots=True)
+class LlamaWeights:
+    embedding: BlockQuantized | Dense  # [vocab, hidden]; also the LM head when lm_head is None
+    layers: list[LayerWeights]
+    final_norm: np.ndarray
+    lm_head: Weight | None = None
+
+
+class _Builder:
+    def __init__(self, accuracy_level: int) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.accuracy_level = accuracy_level
+        self._count = 0
+
+    def name(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}_{self._count}"
+
+    def init(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value, order="C"), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], n_out: int = 1, domain: str = "", **attrs: object) -> list[str]:
+        base = self.name(op)
+        outputs = [f"{base}/out{i}" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=base, domain=domain, **attrs))
+        return outputs
+
+    def linear(self, x: str, w: Weight, prefix: str) -> str:
+        """x [..., K] → x·Wᵀ [..., N], exact for every transcoded form."""
+        if isinstance(w, BlockQuantized) and w.bits == 8:
+            # onnxruntime 1.31's 8-bit MatMulNBits at fp32 accuracy dequantizes per call: 164 ms for the
+            # 49152×576 head at M=1 against 6.6 ms for fp32 MatMul on the same (exact) values.
+            w = Dense(dequantize(w))
+        if isinstance(w, Dense):
+            return self.node("MatMul", [x, self.init(f"{prefix}.weight_t", w.weight.T)])[0]
+        y = self.node(
+            "MatMulNBits",
+            [x, self.init(f"{prefix}.qweight", w.packed), self.init(f"{prefix}.scales", w.scales.reshape(-1))],
+            domain=MS,
+            K=w.k,
+            N=w.n,
+            bits=w.bits,
+            block_size=32,
+            accuracy_level=self.accuracy_level,
+        )[0]
+        if w.offset is None:
+            return y
+        # Q4_1's per-block constant: blocksum(x) [..., K/32] · offsetᵀ [K/32, N]
+        blocks = self.node("Reshape", [x, self.init(f"{prefix}.block_shape", np.array([0, 0, -1, 32], np.int64))])[0]
+        sums = self.node("ReduceSum", [blocks, self.init(f"{prefix}.axes", np.array([-1], np.int64))], keepdims=0)[0]
+        corr = self.node("MatMul", [sums, self.init(f"{prefix}.offset_t", w.offset.T)])[0]
+        return self.node("Add", [y, corr])[0]
+
+
+def _rope_cache(shape: LlamaShape) -> tuple[np.ndarray, np.ndarray]:
+    inv = shape.rope_base ** (-np.arange(0, shape.head_dim, 2, dtype=np.float64) / shape.head_dim)
+    angles = np.arange(shape.context_length, dtype=np.float64)[:, None] * inv[None, :]
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def build_llama(shape: LlamaShape, weights: LlamaWeights, accuracy_level: int = 0) -> onnx.ModelProto:
+    b = _Builder(accuracy_level)
+    kv_dim = shape.kv_heads * shape.head_dim
+    q_dim = shape.heads * shape.head_dim
+
+    # seqlens_k [B] = valid length − 1, total [] = T, for GroupQueryAttention
+    mask_sum = b.node("ReduceSum", ["attention_mask", b.init("axes_1", np.array([1], np.int64))], keepdims=0)[0]
+    seqlens = b.node("Cast", [b.node("Sub", [mask_sum, b.init("one", np.array(1, np.int64))])[0]], to=TensorProto.INT32)
+    total = b.node("Gather", [b.node("Shape", ["attention_mask"])[0], b.init("idx_1", np.array(1, np.int64))], axis=0)
+    total_i32 = b.node("Cast", total, to=TensorProto.INT32)[0]
+    cos, sin = _rope_cache(shape)
+    b.init("cos_cache", cos)
+    b.init("sin_cache", sin)
+
+    emb = weights.embedding
+    if isinstance(emb, Dense):
+        table = b.init("embed.weight", emb.weight)
+        x = b.node("Gather", [table, "input_ids"], axis=0)[0]
+    else:
+        qweight = b.init("embed.qweight", emb.packed)
+        scales = b.init("embed.scales", emb.scales)
+        flat = b.node("Reshape", [qweight, b.init("embed.flat_shape", np.array([emb.n, -1], np.int64))])[0]
+        x = b.node(
+            "GatherBlockQuantized",
+            [flat, "input_ids", scales],
+            domain=MS,
+            bits=emb.bits,
+            block_size=32,
+            gather_axis=0,
+            quantize_axis=1,
+        )[0]
+
+    residual: str | None = None
+    pending = x  # output of the previous block, not yet added to the residual stream
+    for i, layer in enumerate(weights.layers):
+        p = f"layers.{i}"
+        normed, residual = _norm(b, pending, residual, layer.attn_norm, f"{p}.attn_norm", shape.rms_eps)
+        qkv = b.linear(normed, layer.qkv, f"{p}.attn.qkv")
+        q, k, v = b.node(
+            "Split", [qkv, b.init(f"{p}.qkv_split", np.array([q_dim, kv_dim, kv_dim], np.int64))], n_out=3, axis=-1
+        )
+        attn = _gqa(b, q, k, v, i, seqlens[0], total_i32, shape)
+        pending = b.linear(attn, layer.o, f"{p}.attn.o")
+        normed, residual = _norm(b, pending, residual, layer.ffn_norm, f"{p}.ffn_norm", shape.rms_eps)
+        gate_up = b.linear(normed, layer.gate_up, f"{p}.mlp.gate_up")
+        gate, up = b.node(
+            "Split", [gate_up, b.init(f"{p}.gu_split", np.array([shape.ffn] * 2, np.int64))], n_out=2, axis=-1
+        )
+        silu = b.node("Mul", [gate, b.node("Sigmoid", [gate])[0]])[0]
+        pending = b.linear(b.node("Mul", [silu, up])[0], layer.down, f"{p}.mlp.down")
+    final, _ = _norm(b, pending, residual, weights.final_norm, "final_norm", shape.rms_eps)
+
+    # keep the last num_logits_to_keep positions (0 → Slice from 0: all)
+    start = b.node("Neg", [b.node("Reshape", ["num_logits_to_keep", b.init("shape_1", np.array([1], np.int64))])[0]])
+    kept = b.node(
+        "Slice",
+        [final, start[0], b.init("int_max", np.array([2**62], np.int64)), b.init("axes_s", np.array([1], np.int64))],
+    )[0]
+    head = weights.lm_head if weights.lm_head is not None else weights.embedding
+    b.nodes.append(helper.make_node("Identity", [b.linear(kept, head, "lm_head")], ["logits"], name="logits"))
+
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total_seq"]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "kept_seq", shape.vocab])]
+    for i in range(shape.layers):
+        for kind in ("key", "value"):
+            inputs.append(
+                helper.make_tensor_value_info(
+                    f"past_key_values.{i}.{kind}",
+                    TensorProto.FLOAT,
+                    ["batch", shape.kv_heads, "past_seq", shape.head_dim],
+                )
+            )
+            outputs.append(
+                helper.make_tensor_value_info(
+                    f"present.{i}.{kind}", TensorProto.FLOAT, ["batch", shape.kv_heads, "present_seq", shape.head_dim]
+                )
+            )
+    # a required input: onnxruntime's IO binding cannot bind an initializer-backed optional input
+    inputs.append(helper.make_tensor_value_info("num_logits_to_keep", TensorProto.INT64, []))
+
+    graph = helper.make_graph(b.nodes, "llama", inputs, outputs, b.inits)
+    model = helper.make_model(graph, opset_imports=OPSETS, producer_name="ortserve")
+    model.ir_version = IR_VERSION
+    return model
+
+
+def _norm(b: _Builder, x: str, residual: str | None, gamma: np.ndarray, prefix: str, eps: float) -> tuple[str, str]:
+    """RMSNorm of residual + x; returns (normed, new residual)."""
+    g = b.init(f"{prefix}.weight", gamma.astype(np.float32))
+    if residual is None:
+        return b.node("SimplifiedLayerNormalization", [x, g], axis=-1, epsilon=eps, stash_type=1)[0], x
+    out = b.node("SkipSimplifiedLayerNormalization", [x, residual, g], n_out=4, domain=MS, epsilon=eps)
+    return out[0], out[3]
+
+
+def _gqa(b: _Builder, q: str, k: str, v: str, i: int, seqlens: str, total: str, shape: LlamaShape) -> str:
+    name = f"layers.{i}.attn.gqa"
+    b.nodes.append(
+        helper.make_node(
+            "GroupQueryAttention",
+            [
+                q,
+                k,
+                v,
+                f"past_key_values.{i}.key",
+                f"past_key_values.{i}.value",
+                seqlens,
+                total,
+                "cos_cache",
+                "sin_cache",
+            ],
+            [f"{name}/out", f"present.{i}.key", f"present.{i}.value"],
+            name=name,
+            domain=MS,
+            num_heads=shape.heads,
+            kv_num_heads=shape.kv_heads,
+            do_rotary=1,
+            rotary_interleaved=1,
+            scale=float(1 / np.sqrt(shape.head_dim)),
+        )
+    )
+    return f"{name}/out"

@@ -1,0 +1,94 @@
+"""The grpc.aio server: services, health, reflection, graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from inference_service.api.v1 import generation_pb2, generation_pb2_grpc, model_pb2, model_pb2_grpc
+from inference_service.engine.loader import ServedModel
+from inference_service.server.servicer import GenerationServicer, ModelServicer
+from inference_service.server.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
+    model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+)
+STALL_SECONDS = 30.0  # an engine loop silent this long while it has work is reported NOT_SERVING
+MAX_MESSAGE_BYTES = 64 * 2**20
+
+
+class InferenceServer:
+    """Owns the grpc.aio server; build it inside the running event loop (grpc.aio binds to it)."""
+
+    def __init__(self, settings: ServiceSettings, models: dict[str, ServedModel]) -> None:
+        self.settings = settings
+        self.models = models
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ]
+        )
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server(GenerationServicer(models), self.server)
+        model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        self._draining = False
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in SERVICE_NAMES:
+            await self.health.set(name, status)
+
+    def _ready(self) -> bool:
+        now = time.monotonic()
+        return not self._draining and all(
+            m.engine.is_alive and (not m.engine.core.has_work or now - m.engine.last_step_time < STALL_SECONDS)
+            for m in self.models.values()
+        )
+
+    async def _watch(self) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        while True:
+            await self._set_health(serving if self._ready() else not_serving)
+            await asyncio.sleep(0.5)
+
+    async def run(self) -> None:
+        for model in self.models.values():
+            model.engine.start()
+        await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        watcher = asyncio.create_task(self._watch())
+        logger.info("serving %s on %s:%d", sorted(self.models), self.settings.host, self.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logger.info("shutting down: draining for up to %.0f s", self.settings.shutdown_grace_s)
+        self._draining = True
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_s)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        for model in self.models.values():
+            await model.engine.stop()
+        logger.info("stopped")
+
+
+async def serve(settings: ServiceSettings, models: dict[str, ServedModel]) -> None:
+    await InferenceServer(settings, models).run()

@@ -1,0 +1,123 @@
+"""Thin gRPC servicers: proto → engine call → proto. Engine errors become statuses in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import grpc
+
+from inference_service.api.v1 import generation_pb2 as gen_pb
+from inference_service.api.v1 import generation_pb2_grpc as gen_grpc
+from inference_service.api.v1 import model_pb2 as model_pb
+from inference_service.api.v1 import model_pb2_grpc as model_grpc
+from inference_service.engine.errors import EngineError, ModelNotFoundError
+from inference_service.engine.loader import ServedModel
+from inference_service.server import convert
+from inference_service.server.errors import to_status
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _resolve(models: dict[str, ServedModel], model_id: str) -> ServedModel:
+    if not model_id and len(models) == 1:
+        return next(iter(models.values()))
+    model = models.get(model_id)
+    if model is None:
+        raise ModelNotFoundError(f"The model '{model_id}' does not exist; served: {sorted(models)}")
+    return model
+
+
+def _unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except EngineError as e:
+            await context.abort_with_status(to_status(e))
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+class GenerationServicer(gen_grpc.GenerationServiceServicer):
+    def __init__(self, models: dict[str, ServedModel]) -> None:
+        self.models = models
+
+    async def Generate(
+        self, request: gen_pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gen_pb.GenerateResponse]:
+        try:
+            model = _resolve(self.models, request.model)
+            engine_request = convert.generation_request(request, model.config.search)
+            prompt = convert.prompt_input(request)
+            async for output in model.engine.generate(prompt, engine_request):
+                for response in convert.responses(output, output.request_id, request.output.return_token_ids):
+                    yield response
+        except EngineError as e:
+            logger.info("request %s failed: %s", request.request_id or "-", e)
+            await context.abort_with_status(to_status(e))
+
+    @_unary
+    async def Tokenize(
+        self, request: gen_pb.TokenizeRequest, context: grpc.aio.ServicerContext
+    ) -> gen_pb.TokenizeResponse:
+        model = _resolve(self.models, request.model)
+        text, ids = model.engine.render(convert.prompt_input(request))
+        return gen_pb.TokenizeResponse(token_ids=ids, text=text)
+
+    @_unary
+    async def Abort(self, request: gen_pb.AbortRequest, context: grpc.aio.ServicerContext) -> gen_pb.AbortResponse:
+        found = any(m.engine.abort(request.request_id) for m in self.models.values())
+        return gen_pb.AbortResponse(found=found)
+
+
+def model_info(model: ServedModel) -> model_pb.ModelInfo:
+    cfg = model.config
+    return model_pb.ModelInfo(
+        id=model.model_id,
+        context_length=model.engine.context_length,
+        vocab_size=cfg.vocab_size,
+        eos_token_ids=cfg.eos_token_ids,
+        execution_provider=model.execution_provider,
+        precision=model.precision,
+        default_sampling=model_pb.DefaultSampling(
+            temperature=cfg.search.temperature, top_p=cfg.search.top_p, top_k=cfg.search.top_k
+        ),
+        created=model.created,
+        fingerprint=model.fingerprint,
+    )
+
+
+class ModelServicer(model_grpc.ModelServiceServicer):
+    def __init__(self, models: dict[str, ServedModel]) -> None:
+        self.models = models
+
+    @_unary
+    async def ListModels(
+        self, request: model_pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb.ListModelsResponse:
+        return model_pb.ListModelsResponse(models=[model_info(m) for m in self.models.values()])
+
+    @_unary
+    async def GetModelInfo(
+        self, request: model_pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb.GetModelInfoResponse:
+        return model_pb.GetModelInfoResponse(model=model_info(_resolve(self.models, request.model)))
+
+    @_unary
+    async def GetServerLoad(
+        self, request: model_pb.GetServerLoadRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb.GetServerLoadResponse:
+        loads = [m.engine.load() for m in self.models.values()]
+        return model_pb.GetServerLoadResponse(
+            running_sequences=sum(x.running_sequences for x in loads),
+            waiting_requests=sum(x.waiting_requests for x in loads),
+            kv_tokens_used=sum(x.kv_tokens_used for x in loads),
+            kv_tokens_total=sum(x.kv_tokens_total for x in loads),
+            max_running_sequences=sum(x.max_running_sequences for x in loads),
+        )

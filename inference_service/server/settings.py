@@ -1,0 +1,26 @@
+"""Inference service configuration: environment (ORTSERVE_*) and CLI flags, one validated object."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORTSERVE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    model: str = Field("default", description='model folder, or "default" for the pulled and converted default')
+    model_id: str = Field("", description="served model name; default: the folder's name")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device_id: int = 0
+    threads: int = Field(0, ge=0, description="ORT intra-op threads; 0 = one per core")
+    max_num_seqs: int = Field(16, ge=1, le=1024, description="KV slots = sequences decoded together")
+    max_model_len: int = Field(0, ge=0, description="tokens per KV slot; 0 = the model's context length")
+    max_batched_tokens: int = Field(512, ge=16, description="tokens per engine step (decode rows + prefill)")
+    max_waiting: int = Field(1024, ge=0, description="requests waiting for a slot before RESOURCE_EXHAUSTED")
+    shutdown_grace_s: float = Field(10.0, ge=0)
+    log_level: str = "INFO"

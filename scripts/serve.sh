@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Start the inference service and the HTTP bridge on 127.0.0.1; Ctrl-C (or SIGTERM) stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+INFERENCE_PORT="${INFERENCE_PORT:-50051}"
+BRIDGE_PORT="${BRIDGE_PORT:-8000}"
+BIN=.venv/bin
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+"$BIN/python" -m inference_service serve --model "${ORTSERVE_MODEL:-default}" --port "$INFERENCE_PORT" &
+pids+=($!)
+"$BIN/python" -m http_bridge --inference-target "127.0.0.1:$INFERENCE_PORT" --port "$BRIDGE_PORT" &
+pids+=($!)
+
+for _ in $(seq 1 120); do
+  if curl -fsS "http://127.0.0.1:$BRIDGE_PORT/health/ready" >/dev/null 2>&1; then
+    echo "ortserve is ready: http://127.0.0.1:$BRIDGE_PORT/v1 (gRPC on 127.0.0.1:$INFERENCE_PORT). Ctrl-C stops it."
+    break
+  fi
+  sleep 1
+done
+wait -n "${pids[@]}"

@@ -1,0 +1,23 @@
+"""Shared fixtures: the real default model, pulled and converted once per test session (cached on disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inference_service.models import paths
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    from inference_service.models.pull import pull
+
+    return pull(paths.default_gguf_dir(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def model_dir(gguf_path: Path) -> Path:
+    from inference_service.models.convert import convert
+
+    return convert(gguf_path, paths.default_model_dir(), progress=False)

@@ -1,0 +1,116 @@
+"""Real processes on 127.0.0.1: the inference service on the real default model, and the HTTP bridge."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+MODEL_ID = "smollm2-135m-instruct"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def start(name: str, args: list[str], log_dir: Path) -> Process:
+    log = log_dir / f"{name}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    popen = subprocess.Popen([sys.executable, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    return Process(name, popen, log)
+
+
+def wait_until(check: object, process: Process, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            pytest.fail(f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}")
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{process.name} not ready after {timeout} s:\n{process.tail()}")
+
+
+def grpc_serving(target: str, service: str = "") -> bool:
+    with grpc.insecure_channel(target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@dataclass
+class Stack:
+    grpc_target: str
+    base_url: str
+    inference: Process
+    bridge: Process
+
+
+@pytest.fixture(scope="session")
+def stack(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    logs = tmp_path_factory.mktemp("logs")
+    grpc_port, http_port = free_port(), free_port()
+    target = f"127.0.0.1:{grpc_port}"
+    inference = start(
+        "inference",
+        [
+            "-m",
+            "inference_service",
+            "serve",
+            "--model",
+            str(model_dir),
+            "--model-id",
+            MODEL_ID,
+            "--port",
+            str(grpc_port),
+            "--max-num-seqs",
+            "8",
+            "--max-model-len",
+            "2048",
+        ],
+        logs,
+    )
+    bridge = start("bridge", ["-m", "http_bridge", "--inference-target", target, "--port", str(http_port)], logs)
+    try:
+        wait_until(lambda: grpc_serving(target, "inference_service.api.v1.GenerationService"), inference)
+        base = f"http://127.0.0.1:{http_port}"
+        wait_until(lambda: httpx.get(f"{base}/health/ready", timeout=2).status_code == 200, bridge)
+        yield Stack(target, base, inference, bridge)
+    finally:
+        for process in (bridge, inference):
+            process.stop()
