@@ -21,3 +21,8 @@ def model_dir(gguf_path: Path) -> Path:
     from inference_service.models.convert import convert
 
     return convert(gguf_path, paths.default_model_dir(), progress=False)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,174 @@
+"""Engine core and scheduler with a fake runner: continuous batching, chunked prefill, stops, aborts."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from inference_service.engine.core import EngineCore
+from inference_service.engine.scheduler import SchedulerConfig
+from inference_service.engine.types import (
+    ChoiceOutput,
+    FinishReason,
+    GenerationRequest,
+    OutputParams,
+    SamplingParams,
+    StoppingParams,
+)
+from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer
+
+GREEDY = SamplingParams(temperature=0.0)
+
+
+def make_core(num_slots: int = 4, capacity: int = 64, max_batched_tokens: int = 512) -> tuple[EngineCore, FakeRunner]:
+    runner = FakeRunner(num_slots, capacity)
+    core = EngineCore(runner, cast(Any, FakeTokenizer()), (EOS,), SchedulerConfig(max_batched_tokens), pad_token_id=0)
+    return core, runner
+
+
+def req(rid: str, prompt: list[int], max_tokens: int | None = 5, **kw: Any) -> GenerationRequest:
+    stopping = kw.pop("stopping", StoppingParams(max_tokens=max_tokens))
+    return GenerationRequest(rid, prompt, kw.pop("sampling", GREEDY), stopping, **kw)
+
+
+def run(core: EngineCore, max_steps: int = 200) -> dict[tuple[str, int], list[ChoiceOutput]]:
+    outputs: dict[tuple[str, int], list[ChoiceOutput]] = {}
+    for _ in range(max_steps):
+        if not core.has_work:
+            break
+        for out in core.step():
+            outputs.setdefault((out.request_id, out.index), []).append(out)
+    assert not core.has_work
+    return outputs
+
+
+def text(outs: list[ChoiceOutput]) -> str:
+    return "".join(o.text for o in outs)
+
+
+def test_single_request_generates_until_max_tokens() -> None:
+    core, _ = make_core()
+    core.add_request(req("a", [1, 2, 3]))
+    outs = run(core)[("a", 0)]
+    assert text(outs) == "efghi"  # 3 → 4 (e) … 8 (i)
+    last = outs[-1]
+    assert last.finish_reason is FinishReason.MAX_TOKENS
+    assert (last.prompt_tokens, last.completion_tokens) == (3, 5)
+    assert core.runner.kv.num_free == 4
+
+
+def test_concurrent_requests_share_decode_steps() -> None:
+    core, runner = make_core()
+    for rid, start in (("a", 1), ("b", 10), ("c", 20)):
+        core.add_request(req(rid, [start, start + 1], max_tokens=6))
+    outs = run(core)
+    assert text(outs[("a", 0)]) == "defghi"
+    assert text(outs[("b", 0)]) == "mnopqr"
+    assert text(outs[("c", 0)]).startswith("w")
+    decode_batches = [batch for first, batch, seq in runner.calls if seq == 1 and first == 0]
+    assert max(decode_batches) == 3  # all three decoded in one forward pass
+    assert len(runner.calls) < 3 * 7  # far fewer passes than running them one by one
+
+
+def test_new_request_joins_running_batch_and_finished_leave() -> None:
+    core, runner = make_core()
+    core.add_request(req("a", [1], max_tokens=10))
+    for _ in range(3):
+        core.step()
+    core.add_request(req("b", [5], max_tokens=2))
+    seen = {}
+    while core.has_work:
+        for out in core.step():
+            seen.setdefault(out.request_id, []).append(out)
+        if "b" in seen and seen["b"][-1].finish_reason is not None and "b_done" not in seen:
+            seen["b_done"] = []
+            assert len(core.scheduler.running) == 1  # b left the step it finished
+    assert text(seen["b"]) == "gh"
+    assert len(text(seen["a"])) == 7  # a's first 3 tokens came before b joined
+
+
+def test_long_prompt_is_chunked_under_the_token_budget() -> None:
+    core, runner = make_core(capacity=256, max_batched_tokens=32)
+    core.add_request(req("short", [3], max_tokens=20))
+    first = core.step()
+    core.add_request(req("long", list(range(1, 31)) * 4, max_tokens=1))  # 120 tokens
+    outs = run(core)
+    assert all(seq <= 32 for _, _, seq in runner.calls)
+    assert outs[("long", 0)][-1].completion_tokens == 1
+    assert text(first + outs[("short", 0)]) == "efghijklmnopqrstuvwx"
+
+
+def test_slots_limit_admission_and_are_reused() -> None:
+    core, runner = make_core(num_slots=2)
+    for i in range(5):
+        core.add_request(req(f"r{i}", [i + 1], max_tokens=3))
+    assert core.load().waiting_requests == 5
+    core.step()
+    assert core.load().running_sequences == 2
+    assert core.load().waiting_requests == 3
+    outs = run(core)
+    assert len(outs) == 5
+    assert max(first + batch for first, batch, _ in runner.calls) <= 2  # never beyond the two slots
+
+
+def test_eos_and_stop_string_finish() -> None:
+    core, _ = make_core()
+    core.add_request(req("eos", [30], max_tokens=10))  # 30 → 31 (f) → 0 = EOS
+    core.add_request(req("stop", [1], stopping=StoppingParams(max_tokens=10, stop=("fg",))))
+    outs = run(core)
+    assert outs[("eos", 0)][-1].finish_reason is FinishReason.EOS
+    assert text(outs[("eos", 0)]) == chr(ord("a") + 31)
+    stop_outs = outs[("stop", 0)]
+    assert stop_outs[-1].finish_reason is FinishReason.STOP_SEQUENCE
+    assert stop_outs[-1].matched_stop == "fg"
+    assert text(stop_outs) == "cde"
+    assert all("f" not in o.text for o in stop_outs)
+
+
+def test_ignore_eos_and_stop_token_ids() -> None:
+    core, _ = make_core()
+    core.add_request(req("ignore", [30], stopping=StoppingParams(max_tokens=4, ignore_eos=True)))
+    core.add_request(req("tok", [1], stopping=StoppingParams(max_tokens=10, stop_token_ids=(4,))))
+    outs = run(core)
+    assert outs[("ignore", 0)][-1].finish_reason is FinishReason.MAX_TOKENS
+    assert outs[("ignore", 0)][-1].completion_tokens == 4
+    assert outs[("tok", 0)][-1].finish_reason is FinishReason.STOP_TOKEN
+
+
+def test_context_length_finish() -> None:
+    core, _ = make_core(capacity=8)
+    core.add_request(req("ctx", [1, 2, 3], max_tokens=None))
+    outs = run(core)[("ctx", 0)]
+    assert outs[-1].finish_reason is FinishReason.CONTEXT_LENGTH
+    assert outs[-1].prompt_tokens + outs[-1].completion_tokens == 8
+
+
+def test_n_choices_each_finish_once() -> None:
+    core, _ = make_core()
+    core.add_request(req("n", [1], max_tokens=3, n=3, sampling=SamplingParams(temperature=1.0, seed=3)))
+    outs = run(core)
+    assert sorted(index for _, index in outs) == [0, 1, 2]
+    for key, items in outs.items():
+        assert [o.finish_reason is not None for o in items].count(True) == 1, key
+
+
+def test_abort_frees_slot_and_reports_cancelled() -> None:
+    core, runner = make_core()
+    core.add_request(req("a", [1], max_tokens=50))
+    core.step()
+    assert core.load().running_sequences == 1
+    cancelled = core.abort_request("a")
+    assert [o.finish_reason for o in cancelled] == [FinishReason.CANCELLED]
+    assert core.load().running_sequences == 0
+    assert runner.kv.num_free == 4
+    assert not core.has_work
+
+
+def test_logprobs_returned_when_asked() -> None:
+    core, _ = make_core()
+    core.add_request(req("lp", [1], max_tokens=2, output=OutputParams(logprobs=True, top_logprobs=2)))
+    outs = run(core)[("lp", 0)]
+    assert all(len(o.logprobs) == 1 for o in outs)
+    first = outs[0].logprobs[0]
+    assert first.token == "c"
+    assert first.top[0].token_id == first.token_id
+    assert first.logprob <= 0
