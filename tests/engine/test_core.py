@@ -70,7 +70,7 @@ def test_concurrent_requests_share_decode_steps() -> None:
 
 
 def test_new_request_joins_running_batch_and_finished_leave() -> None:
-    core, runner = make_core()
+    core, _ = make_core()
     core.add_request(req("a", [1], max_tokens=10))
     for _ in range(3):
         core.step()
