@@ -35,7 +35,7 @@ def fingerprint(folder: Path) -> str:
         path = folder / name
         if path.exists():
             digest.update(path.read_bytes())
-    return "fp_" + digest.hexdigest()[:12]
+    return digest.hexdigest()[:16]
 
 
 def load_model(

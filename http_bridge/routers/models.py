@@ -1,0 +1,23 @@
+"""GET /v1/models and GET /v1/models/{model_id} (ids may contain '/')."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from http_bridge.deps import ClientDep, require_api_key
+from http_bridge.schemas import Model, ModelList
+
+router = APIRouter(dependencies=[Depends(require_api_key)], tags=["models"])
+
+
+@router.get("/v1/models")
+async def list_models(client: ClientDep) -> ModelList:
+    infos = await client.list_models()
+    return ModelList(data=[Model(id=info.id, created=info.created) for info in infos])
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, client: ClientDep) -> Model:
+    # An unknown id comes back as gRPC NOT_FOUND → 404 model_not_found (errors.py).
+    info = await client.get_model_info(model_id)
+    return Model(id=info.id or model_id, created=info.created)

@@ -1,0 +1,226 @@
+"""Pydantic models of the OpenAI chat-completions subset the bridge serves (request, responses, errors)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer
+from pydantic_core import PydanticCustomError
+
+UINT32_MAX = 2**32 - 1
+# Known OpenAI features not implemented here: present (and not a no-op value) → 400 naming the param.
+UNSUPPORTED_PARAMS = ("tools", "tool_choice", "functions", "function_call", "audio", "prediction")
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    # A string is normalised to one text part; only assistant messages may have null content.
+    content: list[TextPart]
+    name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _normalise_content(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            return [{"type": "text", "text": value}]
+        if value is None and info.data.get("role") == "assistant":
+            return []
+        if isinstance(value, list):
+            for part in value:
+                if isinstance(part, dict) and part.get("type") != "text":
+                    raise PydanticCustomError(
+                        "unsupported_value",
+                        "only text content parts are supported, got type {kind}",
+                        {"kind": repr(part.get("type"))},
+                    )
+        return value
+
+    def text(self) -> str:
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
+    n: int = Field(default=1, ge=1, le=128)
+    stop: list[str] | None = Field(default=None, max_length=4)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[Annotated[int, Field(ge=0, le=UINT32_MAX)], Annotated[float, Field(ge=-100, le=100)]] | None = None
+    user: str | None = None
+    # vLLM extras.
+    top_k: int | None = Field(default=None, ge=-1, le=UINT32_MAX)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=10)
+    ignore_eos: bool = False
+    # Known but unsupported.
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    audio: Any = None
+    prediction: Any = None
+    response_format: Any = None
+    modalities: Any = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs_needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and not info.data.get("logprobs"):
+            raise PydanticCustomError("invalid_value", "logprobs must be true when top_logprobs is used")
+        return value
+
+    @field_validator("stream_options")
+    @classmethod
+    def _stream_options_need_stream(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
+        if value is not None and not info.data.get("stream"):
+            raise PydanticCustomError("invalid_value", "stream_options is only allowed when stream is true")
+        return value
+
+    @field_validator(*UNSUPPORTED_PARAMS)
+    @classmethod
+    def _reject_unsupported(cls, value: object, info: ValidationInfo) -> object:
+        harmless = value is None or value == [] or (info.field_name == "tool_choice" and value == "none")
+        if not harmless:
+            raise PydanticCustomError(
+                "unsupported_parameter", "'{name}' is not supported by this server", {"name": info.field_name}
+            )
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_format_only(cls, value: object) -> object:
+        if value is not None and value != {"type": "text"}:
+            raise PydanticCustomError("unsupported_value", "only response_format {'type': 'text'} is supported")
+        return value
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_modality_only(cls, value: object) -> object:
+        if value is not None and value != ["text"]:
+            raise PydanticCustomError("unsupported_value", "only modalities ['text'] is supported")
+        return value
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    message: ChatMessageOut
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer
+    def _without_nulls(self) -> dict[str, str]:
+        return {key: value for key, value in (("role", self.role), ("content", self.content)) if value is not None}
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: Delta
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "ortserve"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

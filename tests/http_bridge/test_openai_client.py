@@ -1,0 +1,99 @@
+"""The official openai SDK talks to the app in-process (httpx2 ASGI transport, no sockets)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx2
+import openai
+import pytest
+
+from http_bridge.app import create_app
+from http_bridge.settings import BridgeSettings
+from tests.http_bridge.fakes import MODEL_ID, FakeClient, hello, rpc_error
+
+pytestmark = pytest.mark.anyio
+
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture
+async def sdk(fake: FakeClient) -> AsyncIterator[openai.AsyncOpenAI]:
+    app = create_app(BridgeSettings(_env_file=None), client=fake)
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://bridge") as http_client:
+        yield openai.AsyncOpenAI(api_key="unused", base_url="http://bridge/v1", http_client=http_client, max_retries=0)
+
+
+async def test_non_stream(sdk: openai.AsyncOpenAI) -> None:
+    completion = await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES, max_tokens=8)  # type: ignore[arg-type]
+    assert completion.choices[0].message.content == "Hello"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.total_tokens == 9
+    assert completion.system_fingerprint == "fp_abc123"
+
+
+async def test_stream(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:
+    fake.script = hello(n=2)
+    stream = await sdk.chat.completions.create(
+        model=MODEL_ID,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+        n=2,
+        stream_options={"include_usage": True},
+    )
+    texts = ["", ""]
+    reasons: list[str | None] = [None, None]
+    usage = None
+    async for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            reasons[choice.index] = choice.finish_reason or reasons[choice.index]
+        usage = chunk.usage or usage
+    assert texts == ["Hello", "Hello"]
+    assert reasons == ["stop", "stop"]
+    assert usage is not None and usage.completion_tokens == 4
+
+
+async def test_bad_request_raises(sdk: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES, temperature=3)  # type: ignore[arg-type]
+    assert caught.value.param == "temperature"
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(
+            model=MODEL_ID,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        )
+    assert caught.value.param == "tools"
+
+
+async def test_not_found_raises(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        await sdk.models.retrieve("no/such-model")
+    assert caught.value.code == "model_not_found"
+    fake.script = [rpc_error(grpc.StatusCode.NOT_FOUND, "model 'x' is not served")]
+    with pytest.raises(openai.NotFoundError):
+        await sdk.chat.completions.create(model="x", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+
+
+async def test_rate_limit_raises(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:
+    fake.script = [rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full")]
+    with pytest.raises(openai.RateLimitError):
+        await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES)  # type: ignore[arg-type]
+
+
+async def test_models(sdk: openai.AsyncOpenAI) -> None:
+    page = await sdk.models.list()
+    assert [model.id for model in page.data] == [MODEL_ID]
+    model = await sdk.models.retrieve(MODEL_ID)
+    assert model.owned_by == "ortserve"
+
+
+async def test_error_mid_stream_raises(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:
+    fake.script = [*hello()[:1], rpc_error(grpc.StatusCode.UNAVAILABLE, "engine stopped")]
+    stream = await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    with pytest.raises(openai.APIError, match="engine stopped"):
+        async for _ in stream:
+            pass
