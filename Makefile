@@ -31,7 +31,8 @@ proto: install
 		proto/inference_service/api/v1/*.proto
 
 lint: install
-	$(BIN)/ruff check inference_service http_bridge tests bench
+	$(BIN)/ruff check inference_service http_bridge tests
+	$(BIN)/ruff format --check inference_service http_bridge tests
 
 typecheck: install
 	$(BIN)/mypy

@@ -12,6 +12,7 @@ for rotation of adjacent pairs, hence rotary_interleaved=1.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -71,7 +72,7 @@ class _Builder:
         self.inits.append(numpy_helper.from_array(np.asarray(value, order="C"), name))
         return name
 
-    def node(self, op: str, inputs: list[str], n_out: int = 1, domain: str = "", **attrs: object) -> list[str]:
+    def node(self, op: str, inputs: list[str], n_out: int = 1, domain: str = "", **attrs: Any) -> list[str]:
         base = self.name(op)
         outputs = [f"{base}/out{i}" for i in range(n_out)]
         self.nodes.append(helper.make_node(op, inputs, outputs, name=base, domain=domain, **attrs))
