@@ -18,7 +18,7 @@ from inference_service.engine.types import (
 )
 from inference_service.models.folder import SearchDefaults
 
-MAX_N = 32
+MAX_N = 128  # as OpenAI; choices beyond the free KV slots wait for one
 MAX_STOPS = 16
 MAX_TOP_LOGPROBS = 20
 ROLES = frozenset({"system", "developer", "user", "assistant"})
