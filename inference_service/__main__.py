@@ -41,6 +41,8 @@ def _serve(args: argparse.Namespace) -> None:
             threads=settings.threads,
             num_slots=settings.max_num_seqs,
             slot_capacity=settings.max_model_len,
+            dense_min_rows=settings.dense_min_rows,
+            cache_dir=paths.cache_dir() / "dense",
         ),
         SchedulerConfig(max_batched_tokens=settings.max_batched_tokens, max_waiting=settings.max_waiting),
     )
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--max-num-seqs", dest="max_num_seqs", type=int)
     serve.add_argument("--max-model-len", dest="max_model_len", type=int)
     serve.add_argument("--max-batched-tokens", dest="max_batched_tokens", type=int)
+    serve.add_argument("--dense-min-rows", dest="dense_min_rows", type=int)
     serve.add_argument("--log-level", dest="log_level")
     serve.set_defaults(func=_serve)
 

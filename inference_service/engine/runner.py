@@ -1,4 +1,4 @@
-"""ONNX Runtime session and one forward pass over a contiguous range of KV slots (IO binding)."""
+"""ONNX Runtime sessions and one forward pass over a contiguous range of KV slots (IO binding)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inference_service.engine.kv_cache import KVCache, KVLayout
+from inference_service.models.densify import dense_model_path
 from inference_service.models.folder import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -23,9 +24,11 @@ CUDA_EP = "CUDAExecutionProvider"
 class RunnerOptions:
     device: str = "auto"  # auto | cpu | cuda
     device_id: int = 0
-    threads: int = 0  # 0 = one per physical core (os.cpu_count here)
+    threads: int = 0  # 0 = os.cpu_count()
     num_slots: int = 16
     slot_capacity: int = 0  # 0 = the model's context length
+    dense_min_rows: int = 2  # CPU: steps with at least this many token rows use the dense twin; 0 = never
+    cache_dir: Path | None = None  # where the dense twin is kept (required when dense_min_rows > 0)
 
 
 def select_provider(device: str) -> str:
@@ -39,8 +42,20 @@ def select_provider(device: str) -> str:
     return CPU_EP
 
 
+@dataclass(slots=True)
+class _Graph:
+    min_rows: int
+    session: ort.InferenceSession
+    binding: ort.IOBinding
+    keep_logits_input: bool
+
+
 class ModelRunner:
-    """Runs the decoder: input_ids [B, S] for slots [first_slot, first_slot + B) → last-position logits [B, V]."""
+    """Runs the decoder: input_ids [B, S] for slots [first_slot, first_slot + B) → last-position logits [B, V].
+
+    On CPU it holds two graphs over the same KV memory: the model as shipped (4-bit MatMulNBits, fastest for a
+    single row) and its dense twin (fp32 MatMul on the same values, fastest for batches and prefill chunks).
+    """
 
     def __init__(self, config: ModelConfig, options: RunnerOptions) -> None:
         self.config = config
@@ -55,18 +70,32 @@ class ModelRunner:
         providers: list[str | tuple[str, dict[str, str]]] = [CPU_EP]
         if provider == CUDA_EP:
             providers = [(CUDA_EP, {"device_id": str(options.device_id)}), CPU_EP]
-        self.session = ort.InferenceSession(str(config.model_file), so, providers=providers)
-        self.provider = self.session.get_providers()[0]
+
+        def graph(path: Path, min_rows: int) -> _Graph:
+            session = ort.InferenceSession(str(path), so, providers=providers)
+            keep = "num_logits_to_keep" in {i.name for i in session.get_inputs()}
+            return _Graph(min_rows, session, session.io_binding(), keep)
+
+        self._graphs = [graph(config.model_file, 1)]
+        self.provider = self._graphs[0].session.get_providers()[0]
         self.device = "cuda" if self.provider == CUDA_EP else "cpu"
-        self._keep_input = "num_logits_to_keep" in {i.name for i in self.session.get_inputs()}
+        if self.device == "cpu" and options.dense_min_rows > 0 and options.cache_dir is not None:
+            dense = dense_model_path(config.model_file, options.cache_dir)
+            if dense is not None:
+                self._graphs.append(graph(dense, options.dense_min_rows))
         capacity = min(options.slot_capacity or config.context_length, config.context_length)
         self.kv = KVCache(
             KVLayout(config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size),
             self.device,
             options.device_id,
         )
-        self._binding = self.session.io_binding()
-        logger.info("loaded %s on %s (%d threads)", config.model_file, self.provider, so.intra_op_num_threads)
+        logger.info(
+            "loaded %s on %s (%d threads; %s)",
+            config.model_file,
+            self.provider,
+            so.intra_op_num_threads,
+            f"dense twin from {options.dense_min_rows} rows" if len(self._graphs) > 1 else "no dense twin",
+        )
 
     @property
     def slot_capacity(self) -> int:
@@ -78,15 +107,17 @@ class ModelRunner:
         Each row's new tokens are written to its slot at positions [length − S, length).
         """
         batch = input_ids.shape[0]
+        rows = input_ids.size
+        g = next(g for g in reversed(self._graphs) if rows >= g.min_rows)
         cfg, kv = self.config, self.kv
         total = int(lengths.max())
         mask = (np.arange(total)[None, :] < lengths[:, None]).astype(np.int64)  # [B, total]
-        io = self._binding
+        io = g.binding
         io.clear_binding_inputs()
         io.clear_binding_outputs()
         io.bind_cpu_input(cfg.input_ids_name, np.ascontiguousarray(input_ids, dtype=np.int64))
         io.bind_cpu_input(cfg.attention_mask_name, mask)
-        if self._keep_input:
+        if g.keep_logits_input:
             io.bind_cpu_input("num_logits_to_keep", np.array(1, np.int64))
         io.bind_output(cfg.logits_name, "cpu")  # first output bound: get_outputs()[0]
         shape = [batch, kv.layout.kv_heads, kv.layout.slot_capacity, kv.layout.head_size]
@@ -97,6 +128,6 @@ class ModelRunner:
                 ptr = kv.pointer(layer, kind, first_slot)
                 io.bind_input(past % layer, kv.device, kv.device_id, np.float32, shape, ptr)
                 io.bind_output(present % layer, kv.device, kv.device_id, np.float32, shape, ptr)
-        self.session.run_with_iobinding(io)
+        g.session.run_with_iobinding(io)
         logits = io.get_outputs()[0].numpy()  # [B, S or 1, V]
         return logits[:, -1, :]

@@ -21,6 +21,9 @@ class ServiceSettings(BaseSettings):
     max_num_seqs: int = Field(16, ge=1, le=1024, description="KV slots = sequences decoded together")
     max_model_len: int = Field(0, ge=0, description="tokens per KV slot; 0 = the model's context length")
     max_batched_tokens: int = Field(512, ge=16, description="tokens per engine step (decode rows + prefill)")
+    dense_min_rows: int = Field(
+        2, ge=0, description="CPU: steps with at least this many token rows run the fp32 dense twin; 0 = never"
+    )
     max_waiting: int = Field(1024, ge=0, description="requests waiting for a slot before RESOURCE_EXHAUSTED")
     shutdown_grace_s: float = Field(10.0, ge=0)
     log_level: str = "INFO"

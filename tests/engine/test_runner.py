@@ -1,0 +1,45 @@
+"""The runner over the real default model: both graphs agree, KV slots are independent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference_service.engine.runner import ModelRunner, RunnerOptions
+from inference_service.models.folder import load_model_config
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def runner(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRunner:
+    options = RunnerOptions(
+        device="cpu", num_slots=4, slot_capacity=256, dense_min_rows=2, cache_dir=tmp_path_factory.mktemp("dense")
+    )
+    return ModelRunner(load_model_config(model_dir), options)
+
+
+def test_quantized_and_dense_graphs_agree(runner: ModelRunner) -> None:
+    prompt = np.random.default_rng(0).integers(20, 40000, 12)
+    quantized = runner.forward(prompt[None, :1], np.array([1]), 0)  # one row: the 4-bit graph
+    dense = runner.forward(prompt[None, :1].repeat(2, 0), np.array([1, 1]), 0)  # two rows: the dense twin
+    assert np.abs(quantized[0] - dense[0]).max() < 1e-3
+    assert np.abs(dense[0] - dense[1]).max() == 0
+    assert quantized[0].argmax() == dense[0].argmax()
+
+
+def test_batched_decode_matches_single_sequence(runner: ModelRunner) -> None:
+    rng = np.random.default_rng(1)
+    prompts = [rng.integers(20, 40000, n) for n in (7, 13, 4)]
+    singles = []
+    for p in prompts:  # each alone in slot 0, then one decode step
+        runner.forward(p[None, :], np.array([len(p)]), 0)
+        singles.append(runner.forward(np.array([[5]]), np.array([len(p) + 1]), 0)[0])
+    for slot, p in enumerate(prompts):
+        runner.forward(p[None, :], np.array([len(p)]), slot)
+    batched = runner.forward(np.full((3, 1), 5), np.array([len(p) + 1 for p in prompts]), 0)
+    for single, row in zip(singles, batched, strict=True):
+        assert np.abs(single - row).max() < 1e-3
+        assert single.argmax() == row.argmax()

@@ -1,0 +1,93 @@
+"""The dense twin computes what MatMulNBits computes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from inference_service.models.densify import dense_model_path, densify
+
+K, N, BLOCK = 96, 40, 32
+
+
+def nbits_model(bits: int, zero_points: np.ndarray | None, bias: bool) -> onnx.ModelProto:
+    rng = np.random.default_rng(bits)
+    blob = BLOCK * bits // 8
+    inits = [
+        numpy_helper.from_array(rng.integers(0, 256, (N, K // BLOCK, blob), dtype=np.uint8), "B"),
+        numpy_helper.from_array(rng.random(N * (K // BLOCK)).astype(np.float32), "S"),
+    ]
+    inputs = ["A", "B", "S"]
+    if zero_points is not None:
+        inits.append(numpy_helper.from_array(zero_points, "Z"))
+        inputs.append("Z")
+    if bias:
+        inputs += ["", "bias"] if zero_points is not None else ["", "", "bias"]  # bias is input 5
+        inits.append(numpy_helper.from_array(rng.standard_normal(N).astype(np.float32), "bias"))
+    node = helper.make_node(
+        "MatMulNBits",
+        inputs,
+        ["Y"],
+        domain="com.microsoft",
+        K=K,
+        N=N,
+        bits=bits,
+        block_size=BLOCK,
+        accuracy_level=0,
+        name="mm",
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", K])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", N])],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+    )
+    model.ir_version = 10
+    return model
+
+
+def run(model: onnx.ModelProto, a: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"A": a})[0]
+
+
+@pytest.mark.parametrize(
+    ("bits", "zero_points", "bias"),
+    [
+        (4, None, False),
+        (4, (np.arange(N * 2) % 256).astype(np.uint8), False),  # packed 4-bit zero points, 3 blocks → 2 bytes per row
+        (4, np.linspace(0, 15, N * 3).astype(np.float32), False),
+        (8, None, False),
+        (4, None, True),
+    ],
+    ids=["4bit", "4bit-packed-zp", "4bit-float-zp", "8bit", "4bit-bias"],
+)
+def test_dense_twin_matches_matmulnbits(bits: int, zero_points: np.ndarray | None, bias: bool) -> None:
+    model = nbits_model(bits, zero_points, bias)
+    a = np.random.default_rng(0).standard_normal((5, K)).astype(np.float32)
+    expected = run(model, a)
+    dense = onnx.ModelProto()
+    dense.CopyFrom(model)
+    assert densify(dense) == 1
+    assert [n.op_type for n in dense.graph.node] == (["MatMul", "Add"] if bias else ["MatMul"])
+    assert np.allclose(run(dense, a), expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.model
+def test_default_model_dense_twin_is_cached(model_dir: Path, tmp_path: Path) -> None:
+    first = dense_model_path(model_dir / "model.onnx", tmp_path)
+    assert first is not None and first.exists()
+    mtime = first.stat().st_mtime_ns
+    assert dense_model_path(model_dir / "model.onnx", tmp_path) == first
+    assert first.stat().st_mtime_ns == mtime
+    ops = {n.op_type for n in onnx.load(str(first), load_external_data=False).graph.node}
+    assert "MatMulNBits" not in ops and "GroupQueryAttention" in ops
