@@ -122,7 +122,7 @@ class EngineCore:
         if plan.decode_span:
             ids = np.full((plan.decode_span, 1), self.pad_token_id, np.int64)
             lengths = np.ones(plan.decode_span, np.int64)  # free slots: a dummy token at position 0
-            running = list(self.scheduler.running.items())
+            running = [(slot, seq) for slot, seq in self.scheduler.running.items() if slot < plan.decode_span]
             for slot, seq in running:
                 ids[slot, 0] = seq.token_ids[seq.num_cached]
                 lengths[slot] = seq.num_cached + 1

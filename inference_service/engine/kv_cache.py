@@ -76,10 +76,6 @@ class KVCache:
         self._used.remove(slot)
         heapq.heappush(self._free, slot)
 
-    def span(self) -> int:
-        """Slots [0, span) cover every used slot."""
-        return max(self._used) + 1 if self._used else 0
-
     def pointer(self, layer: int, kind: int, first_slot: int) -> int:
         """Address of slot `first_slot` in the layer's key (kind 0) or value (kind 1) buffer."""
         return int(self._buffers[layer][kind].data_ptr()) + first_slot * self.layout.slot_bytes

@@ -1,9 +1,10 @@
 """Admission and per-step work selection.
 
-Every step runs one decode pass over the dense slot range [0, span): each admitted sequence advances by one
-token (its last sampled token, or its next prompt token). The step's remaining token budget goes to prefill
-chunks of sequences that still have several prompt tokens pending, oldest first, so a long prompt is spread
-over several steps instead of stalling everyone else's decode.
+A step runs one decode pass over the dense slot range [0, span), where span covers every sequence that is
+decoding (one pending token). Each sequence inside that range advances by one token: its last sampled token, or
+the next token of a prompt still being prefilled; free slots in the range get a dummy token. The step's remaining
+token budget goes to prefill chunks of sequences with prompt tokens still pending, oldest first, so a long prompt
+is spread over several steps instead of stalling everyone else's decode.
 """
 
 from __future__ import annotations
@@ -58,11 +59,13 @@ class Scheduler:
             seq.status = SequenceStatus.RUNNING
             seq.scheduled_time = time.monotonic()
             self.running[seq.slot] = seq
-        span = self.kv.span()
+        decoding = [slot for slot, seq in self.running.items() if seq.num_pending == 1]
+        span = max(decoding) + 1 if decoding else 0
         budget = self.config.max_batched_tokens - span
         prefill = []
         for seq in sorted(self.running.values(), key=lambda s: s.seq_id):
-            remaining = seq.num_pending - 1  # the decode pass takes one
+            assert seq.slot is not None
+            remaining = seq.num_pending - (1 if seq.slot < span else 0)  # the decode pass takes one
             if remaining > 0 and budget > 0:
                 take = min(remaining, budget)
                 prefill.append(PrefillChunk(seq, take))

@@ -56,6 +56,13 @@ def test_single_request_generates_until_max_tokens() -> None:
     assert core.runner.kv.num_free == 4
 
 
+def test_prompt_alone_is_prefilled_in_one_pass() -> None:
+    core, runner = make_core()
+    core.add_request(req("a", [1, 2, 3, 4, 5], max_tokens=2))
+    run(core)
+    assert runner.calls == [(0, 1, 5), (0, 1, 1)]  # whole prompt, then one decode step
+
+
 def test_concurrent_requests_share_decode_steps() -> None:
     core, runner = make_core()
     for rid, start in (("a", 1), ("b", 10), ("c", 20)):
