@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import sys
 from pathlib import Path
+from typing import Literal, get_args, get_origin
+
+from pydantic_settings import BaseSettings
 
 from inference_service.models import paths
+from inference_service.server.logs import configure_logging
+from inference_service.server.settings import ServiceSettings
 
 
 def default_model_dir(progress: bool = True) -> Path:
@@ -24,11 +27,10 @@ def _serve(args: argparse.Namespace) -> None:
     from inference_service.engine.runner import RunnerOptions
     from inference_service.engine.scheduler import SchedulerConfig
     from inference_service.server.app import serve
-    from inference_service.server.settings import ServiceSettings
 
     overrides = {k: v for k, v in vars(args).items() if k in ServiceSettings.model_fields and v is not None}
     settings = ServiceSettings(**overrides)
-    logging.getLogger().setLevel(settings.log_level.upper())
+    configure_logging(settings.log_format, settings.log_level)
     is_default = settings.model == "default"
     folder = default_model_dir() if is_default else Path(settings.model)
     model_id = settings.model_id or ("smollm2-135m-instruct" if is_default else folder.name)
@@ -63,22 +65,27 @@ def _convert(args: argparse.Namespace) -> None:
     print(convert(gguf, args.out or paths.default_model_dir(), accuracy_level=args.accuracy_level))
 
 
+def add_settings_flags(parser: argparse.ArgumentParser, settings: type[BaseSettings]) -> None:
+    """One --flag per settings field (env vars stay the defaults; flags given win)."""
+    for name, field in settings.model_fields.items():
+        kind = field.annotation
+        choices = get_args(kind) if get_origin(kind) is Literal else None
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=None,
+            choices=choices,
+            type=int if kind is int else float if kind is float else str,
+            help=f"{field.description or name} (default: {field.default})",
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m inference_service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="start the gRPC inference service")
-    serve.add_argument("--model", help='model folder, or "default" (pulled and converted on first use)')
-    serve.add_argument("--model-id", dest="model_id", help="served model name")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    serve.add_argument("--threads", type=int)
-    serve.add_argument("--max-num-seqs", dest="max_num_seqs", type=int)
-    serve.add_argument("--max-model-len", dest="max_model_len", type=int)
-    serve.add_argument("--max-batched-tokens", dest="max_batched_tokens", type=int)
-    serve.add_argument("--dense-min-rows", dest="dense_min_rows", type=int)
-    serve.add_argument("--log-level", dest="log_level")
+    add_settings_flags(serve, ServiceSettings)
     serve.set_defaults(func=_serve)
 
     pull = sub.add_parser("pull", help="download and verify the default model's GGUF")
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     conv.set_defaults(func=_convert)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging("text")  # serve reconfigures from its settings
     args.func(args)
 
 

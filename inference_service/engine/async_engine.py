@@ -69,6 +69,7 @@ class AsyncEngine:
         self._load = core.load()
         self.last_step_time = time.monotonic()
         self.loop_error: BaseException | None = None
+        self.accepting = True  # False while draining: new requests get UNAVAILABLE
 
     # lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -80,6 +81,10 @@ class AsyncEngine:
         self._inbox.put(_Stop())
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._streams)
 
     @property
     def is_alive(self) -> bool:
@@ -119,6 +124,8 @@ class AsyncEngine:
         """Stream the outputs of one request; `template` carries everything but the prompt ids."""
         if not self.is_alive:
             raise EngineUnavailableError("the engine is not running")
+        if not self.accepting:
+            raise EngineUnavailableError("the server is shutting down; retry on another replica")
         _, ids = self.render(prompt)
         request = replace(
             template,

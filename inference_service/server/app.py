@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from inference_service.api.v1 import generation_pb2, generation_pb2_grpc, model_pb2, model_pb2_grpc
 from inference_service.engine.loader import ServedModel
+from inference_service.server.metrics import ServiceMetrics
 from inference_service.server.servicer import GenerationServicer, ModelServicer
 from inference_service.server.settings import ServiceSettings
 
@@ -33,6 +34,7 @@ class InferenceServer:
     def __init__(self, settings: ServiceSettings, models: dict[str, ServedModel]) -> None:
         self.settings = settings
         self.models = models
+        self.metrics = ServiceMetrics(models)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             options=[
@@ -40,7 +42,9 @@ class InferenceServer:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ]
         )
-        generation_pb2_grpc.add_GenerationServiceServicer_to_server(GenerationServicer(models), self.server)
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server(
+            GenerationServicer(models, self.metrics), self.server
+        )
         model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), self.server)
@@ -65,10 +69,32 @@ class InferenceServer:
             await self._set_health(serving if self._ready() else not_serving)
             await asyncio.sleep(0.5)
 
+    async def drain(self) -> None:
+        """Report NOT_SERVING, refuse new requests, let in-flight ones finish within the grace period."""
+        grace = self.settings.shutdown_grace_s
+        logger.info(
+            "draining: up to %.0f s for %d in-flight requests",
+            grace,
+            sum(m.engine.in_flight for m in self.models.values()),
+        )
+        self._draining = True
+        for model in self.models.values():
+            model.engine.accepting = False
+        await self.health.enter_graceful_shutdown()
+        deadline = time.monotonic() + grace
+        while any(m.engine.in_flight for m in self.models.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        left = sum(m.engine.in_flight for m in self.models.values())
+        if left:
+            logger.warning("grace period over: cancelling %d requests", left)
+
     async def run(self) -> None:
         for model in self.models.values():
             model.engine.start()
         await self.server.start()
+        if self.settings.metrics_port:
+            self.metrics.serve(self.settings.host, self.settings.metrics_port)
+            logger.info("metrics on http://%s:%d/metrics", self.settings.host, self.settings.metrics_port)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         watcher = asyncio.create_task(self._watch())
         logger.info("serving %s on %s:%d", sorted(self.models), self.settings.host, self.port)
@@ -77,14 +103,11 @@ class InferenceServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        logger.info("shutting down: draining for up to %.0f s", self.settings.shutdown_grace_s)
-        self._draining = True
-        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.settings.shutdown_grace_s)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        await self.drain()
+        await self.server.stop(1.0)
         for model in self.models.values():
             await model.engine.stop()
         logger.info("stopped")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import uuid
 
 from inference_service.api.v1 import generation_pb2 as pb
 from inference_service.engine.async_engine import PromptInput
@@ -21,6 +23,7 @@ from inference_service.models.folder import SearchDefaults
 MAX_N = 128  # as OpenAI; choices beyond the free KV slots wait for one
 MAX_STOPS = 16
 MAX_TOP_LOGPROBS = 20
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ROLES = frozenset({"system", "developer", "user", "assistant"})
 
 FINISH_REASONS = {
@@ -81,7 +84,19 @@ def sampling_params(s: pb.SamplingParams, defaults: SearchDefaults) -> SamplingP
     )
 
 
-def generation_request(req: pb.GenerateRequest, defaults: SearchDefaults) -> GenerationRequest:
+def request_id(value: str) -> str:
+    """The caller's id when it is safe to log and echo, a fresh one when empty."""
+    if not value:
+        return uuid.uuid4().hex
+    _check(
+        REQUEST_ID.fullmatch(value) is not None,
+        "request_id",
+        "request_id must be 1-128 characters of letters, digits and ._:-",
+    )
+    return value
+
+
+def generation_request(req: pb.GenerateRequest, defaults: SearchDefaults, request_id: str) -> GenerationRequest:
     """Everything but the prompt ids (the engine renders and tokenizes the input)."""
     st = req.stopping
     _check(not st.HasField("max_tokens") or st.max_tokens >= 1, "max_tokens", "max_tokens must be at least 1")
@@ -93,7 +108,7 @@ def generation_request(req: pb.GenerateRequest, defaults: SearchDefaults) -> Gen
     n = req.n or 1
     _check(n <= MAX_N, "n", f"n must be in [1, {MAX_N}]")
     return GenerationRequest(
-        request_id=req.request_id,
+        request_id=request_id,
         prompt_token_ids=[],
         sampling=sampling_params(req.sampling, defaults),
         stopping=StoppingParams(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -17,6 +18,8 @@ from inference_service.engine.errors import EngineError, ModelNotFoundError
 from inference_service.engine.loader import ServedModel
 from inference_service.server import convert
 from inference_service.server.errors import to_status
+from inference_service.server.logs import request_id_var
+from inference_service.server.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +48,40 @@ def _unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 
 
 class GenerationServicer(gen_grpc.GenerationServiceServicer):
-    def __init__(self, models: dict[str, ServedModel]) -> None:
+    def __init__(self, models: dict[str, ServedModel], metrics: ServiceMetrics | None = None) -> None:
         self.models = models
+        self.metrics = metrics
+
+    def _label(self, model_id: str) -> str:
+        """Metric label: a served id, never a client-chosen string (bounded cardinality)."""
+        if not model_id and len(self.models) == 1:
+            return next(iter(self.models))
+        return model_id if model_id in self.models else "unknown"
 
     async def Generate(
         self, request: gen_pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gen_pb.GenerateResponse]:
+        tracker = self.metrics.track(self._label(request.model)) if self.metrics else None
+        status = "CANCELLED"  # unless we get to the end or fail: the client went away
         try:
+            request_id = convert.request_id(request.request_id)
+            request_id_var.set(request_id)
             model = _resolve(self.models, request.model)
-            engine_request = convert.generation_request(request, model.config.search)
+            engine_request = convert.generation_request(request, model.config.search, request_id)
             prompt = convert.prompt_input(request)
             async for output in model.engine.generate(prompt, engine_request):
+                if tracker:
+                    tracker.on_output(output, time.monotonic())
                 for response in convert.responses(output, output.request_id, request.output.return_token_ids):
                     yield response
+            status = "OK"
         except EngineError as e:
-            logger.info("request %s failed: %s", request.request_id or "-", e)
+            status = to_status(e).code.name
+            logger.info("request failed: %s", e)
             await context.abort_with_status(to_status(e))
+        finally:
+            if tracker:
+                tracker.finish(status)
 
     @_unary
     async def Tokenize(

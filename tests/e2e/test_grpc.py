@@ -190,6 +190,10 @@ def test_cancelled_stream_frees_its_sequence(
         ),
         (pb.GenerateRequest(model=MODEL_ID, token_ids=pb.TokenIds(ids=[10**6])), grpc.StatusCode.INVALID_ARGUMENT),
         (pb.GenerateRequest(model=MODEL_ID), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            pb.GenerateRequest(model=MODEL_ID, prompt="hi", request_id="a\nfake log line"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
     ],
     ids=[
         "unknown-model",
@@ -204,6 +208,7 @@ def test_cancelled_stream_frees_its_sequence(
         "bad-role",
         "token-out-of-vocab",
         "no-input",
+        "request-id-with-newline",
     ],
 )
 def test_bad_requests_get_clear_statuses(
