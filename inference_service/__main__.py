@@ -9,6 +9,7 @@ from typing import Literal, get_args, get_origin
 
 from pydantic_settings import BaseSettings
 
+from inference_service.engine.sequence import Sequence
 from inference_service.models import paths
 from inference_service.server.logs import configure_logging
 from inference_service.server.settings import ServiceSettings
@@ -46,9 +47,21 @@ def _serve(args: argparse.Namespace) -> None:
             dense_min_rows=settings.dense_min_rows,
             cache_dir=paths.cache_dir() / "dense",
         ),
-        SchedulerConfig(max_batched_tokens=settings.max_batched_tokens, max_waiting=settings.max_waiting),
+        SchedulerConfig(
+            max_batched_tokens=settings.max_batched_tokens,
+            max_waiting=settings.max_waiting,
+            max_queue_wait_s=settings.max_queue_wait_s,
+        ),
     )
+    if settings.fault_injection:
+        model.engine.core.fault_hook = inject_faults
     asyncio.run(serve(settings, {model.model_id: model}))
+
+
+def inject_faults(seq: Sequence) -> None:
+    """Testing hook (--fault-injection): fail inside the engine step for marked requests."""
+    if seq.request.request_id.startswith("fault-inject"):
+        raise RuntimeError(f"injected fault for {seq.request.request_id}")
 
 
 def _pull(args: argparse.Namespace) -> None:

@@ -70,6 +70,8 @@ class AsyncEngine:
         self.last_step_time = time.monotonic()
         self.loop_error: BaseException | None = None
         self.accepting = True  # False while draining: new requests get UNAVAILABLE
+        # every KV slot busy plus max_waiting queued; beyond that RESOURCE_EXHAUSTED at once
+        self.max_in_flight = core.runner.kv.layout.num_slots + core.scheduler.config.max_waiting
 
     # lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,8 +138,10 @@ class AsyncEngine:
         self._validate(request)
         if request.request_id in self._streams:
             raise InvalidRequestError(f"request id {request.request_id!r} is already running", param="request_id")
-        if self._load.waiting_requests >= self.core.scheduler.config.max_waiting:
-            raise QueueFullError("too many requests are waiting; retry later")
+        if len(self._streams) >= self.max_in_flight:
+            raise QueueFullError(
+                f"{len(self._streams)} requests are in flight (limit {self.max_in_flight}); retry later"
+            )
         stream: asyncio.Queue[list[ChoiceOutput] | BaseException] = asyncio.Queue()
         self._streams[request.request_id] = stream
         self._inbox.put(_Add(request))
@@ -204,6 +208,8 @@ class AsyncEngine:
             self._post_error(ids, EngineInternalError("internal error while generating"))
             return
         self._post(outputs)
+        for request_id, error in self.core.take_failures():
+            self._post_error([request_id], error)
 
     def _post(self, outputs: list[ChoiceOutput]) -> None:
         if outputs and self._loop is not None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
 from inference_service.engine.detokenizer import IncrementalDetokenizer, StopMatcher
+from inference_service.engine.errors import EngineError, EngineInternalError, QueueTimeoutError
 from inference_service.engine.kv_cache import KVCache
 from inference_service.engine.sampler import SampleRequest, SampleResult, sample
 from inference_service.engine.scheduler import Scheduler, SchedulerConfig
@@ -23,6 +26,8 @@ from inference_service.engine.types import (
     TokenLogprob,
     TopLogprob,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
@@ -50,6 +55,8 @@ class EngineCore:
         self.scheduler = Scheduler(config, runner.kv)
         self._requests: dict[str, list[Sequence]] = {}
         self._seq_ids = itertools.count()
+        self._failures: list[tuple[str, EngineError]] = []
+        self.fault_hook: Callable[[Sequence], None] | None = None  # tests inject step failures through it
 
     @property
     def has_work(self) -> bool:
@@ -116,7 +123,19 @@ class EngineCore:
             max_running_sequences=kv.num_slots,
         )
 
+    def take_failures(self) -> list[tuple[str, EngineError]]:
+        """Requests that failed since the last call (already removed from the engine)."""
+        failures, self._failures = self._failures, []
+        return failures
+
+    def _fail(self, request_id: str, error: EngineError) -> None:
+        self.abort_request(request_id)
+        self._failures.append((request_id, error))
+
     def step(self) -> list[ChoiceOutput]:
+        for seq in self.scheduler.expire_waiting(time.monotonic()):
+            limit = self.scheduler.config.max_queue_wait_s
+            self._fail(seq.request.request_id, QueueTimeoutError(f"no capacity within {limit:g} s; retry later"))
         plan = self.scheduler.schedule()
         ready: list[tuple[Sequence, np.ndarray]] = []  # sequences whose pending tokens all ran → sample
         if plan.decode_span:
@@ -143,7 +162,16 @@ class EngineCore:
             return []
         seqs = [seq for seq, _ in ready]
         result = sample(np.stack([row for _, row in ready]), [self._sample_request(s) for s in seqs])
-        return [self._postprocess(seq, result, i) for i, seq in enumerate(seqs)]
+        outputs = []
+        for i, seq in enumerate(seqs):
+            if seq.is_finished:  # a sibling choice failed earlier in this loop
+                continue
+            try:
+                outputs.append(self._postprocess(seq, result, i))
+            except Exception:
+                logger.exception("postprocessing request %s failed", seq.request.request_id)
+                self._fail(seq.request.request_id, EngineInternalError("internal error while generating"))
+        return outputs
 
     def _sample_request(self, seq: Sequence) -> SampleRequest:
         out = seq.request.output
@@ -166,6 +194,8 @@ class EngineCore:
         return TokenLogprob(chosen.token_id, chosen.token, chosen.logprob, chosen.bytes, top)
 
     def _postprocess(self, seq: Sequence, result: SampleResult, row: int) -> ChoiceOutput:
+        if self.fault_hook is not None:
+            self.fault_hook(seq)
         token = int(result.token_ids[row])
         now = time.monotonic()
         seq.first_token_time = seq.first_token_time or now

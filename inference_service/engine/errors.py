@@ -31,6 +31,10 @@ class QueueFullError(EngineError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class QueueTimeoutError(EngineError):
+    """The request waited for a KV slot longer than the configured limit (gRPC DEADLINE_EXCEEDED)."""
+
+
 class EngineUnavailableError(EngineError):
     """The engine is stopping or its loop died (gRPC UNAVAILABLE)."""
 

@@ -21,6 +21,7 @@ from inference_service.engine.sequence import Sequence, SequenceStatus
 class SchedulerConfig:
     max_batched_tokens: int = 512  # tokens per step across decode rows and prefill chunks
     max_waiting: int = 1024
+    max_queue_wait_s: float = 0.0  # waiting longer than this for a slot fails the request; 0 = no limit
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,6 +52,16 @@ class Scheduler:
 
     def add(self, seq: Sequence) -> None:
         self.waiting.append(seq)
+
+    def expire_waiting(self, now: float) -> list[Sequence]:
+        """Take out waiting sequences that have waited too long (FIFO: the oldest are at the front)."""
+        limit = self.config.max_queue_wait_s
+        expired = []
+        while limit and self.waiting and now - self.waiting[0].request.arrival_time > limit:
+            seq = self.waiting.popleft()
+            seq.status = SequenceStatus.FINISHED
+            expired.append(seq)
+        return expired
 
     def schedule(self) -> ScheduleOutput:
         while self.waiting and self.kv.can_allocate():

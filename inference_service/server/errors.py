@@ -13,6 +13,7 @@ from inference_service.engine.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     QueueFullError,
+    QueueTimeoutError,
 )
 
 DOMAIN = "ortserve"
@@ -43,6 +44,8 @@ def to_status(error: EngineError) -> grpc.Status:
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     elif isinstance(error, EngineUnavailableError):
         code = code_pb2.UNAVAILABLE
+    elif isinstance(error, QueueTimeoutError):
+        code = code_pb2.DEADLINE_EXCEEDED
     else:
         code = code_pb2.INTERNAL
     return rpc_status.to_status(status_pb2.Status(code=code, message=str(error), details=details))

@@ -25,6 +25,12 @@ class ServiceSettings(BaseSettings):
         2, ge=0, description="CPU: steps with at least this many token rows run the fp32 dense twin; 0 = never"
     )
     max_waiting: int = Field(1024, ge=0, description="requests waiting for a slot before RESOURCE_EXHAUSTED")
+    max_queue_wait_s: float = Field(
+        0.0, ge=0, description="fail a request with DEADLINE_EXCEEDED after waiting this long for a slot; 0 = never"
+    )
+    fault_injection: bool = Field(
+        False, description="testing only: requests whose id starts with 'fault-inject' fail inside an engine step"
+    )
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port on the same host; 0 = off")
     log_format: Literal["json", "text"] = "json"
     shutdown_grace_s: float = Field(10.0, ge=0)

@@ -52,6 +52,8 @@ def service(model_dir: Path, tmp_path: Path) -> Iterator[tuple[Process, str, int
             "1024",
             "--shutdown-grace-s",
             "30",
+            "--fault-injection",
+            "true",
         ],
         tmp_path,
     )
@@ -112,3 +114,21 @@ def test_sigterm_drains_in_flight_then_exits(service: tuple[Process, str, int]) 
     assert results and results[-1].complete.finish_reason == pb.FINISH_REASON_MAX_TOKENS
     assert results[-1].complete.usage.completion_tokens == 120  # the in-flight request finished
     assert process.popen.wait(30) == 0
+
+
+def test_injected_engine_fault_fails_only_its_request(service: tuple[Process, str, int]) -> None:
+    _, target, _ = service
+    with grpc.insecure_channel(target) as channel:
+        stub = generation_pb2_grpc.GenerationServiceStub(channel)
+        healthy = stub.Generate(long_request(40), timeout=120)
+        first = next(healthy)
+        faulty = long_request(40)
+        faulty.request_id = "fault-inject-1"
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.Generate(faulty, timeout=60))
+        assert err.value.code() == grpc.StatusCode.INTERNAL
+        rest = list(healthy)
+        assert first.HasField("chunk") and rest[-1].complete.usage.completion_tokens == 40
+        assert grpc_serving(target, READY)
+        after = list(stub.Generate(long_request(4), timeout=60))
+        assert after[-1].complete.finish_reason == pb.FINISH_REASON_MAX_TOKENS

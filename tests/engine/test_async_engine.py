@@ -116,3 +116,23 @@ async def test_step_failure_fails_its_requests_and_engine_keeps_serving() -> Non
         assert await collect(eng, "ab", "after") == "cdef"
     finally:
         await eng.stop()
+
+
+async def test_requests_beyond_slots_and_queue_are_refused_at_once() -> None:
+    from inference_service.engine.errors import QueueFullError
+
+    runner = FakeRunner(num_slots=1, capacity=64)
+    runner.delay = 0.01
+    tokenizer = cast(Any, FakeTokenizer())
+    eng = AsyncEngine(EngineCore(runner, tokenizer, (EOS,), SchedulerConfig(max_waiting=1)), tokenizer, 64)
+    assert eng.max_in_flight == 2
+    eng.start()
+    try:
+        running = [asyncio.create_task(collect(eng, "a", f"r{i}", max_tokens=20)) for i in range(2)]
+        await asyncio.sleep(0.02)
+        with pytest.raises(QueueFullError):
+            await collect(eng, "a", "third")
+        assert [len(t) for t in await asyncio.gather(*running)] == [20, 20]
+        assert await collect(eng, "ab", "after") == "cdef"
+    finally:
+        await eng.stop()

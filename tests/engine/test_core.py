@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 from inference_service.engine.core import EngineCore
@@ -179,3 +180,38 @@ def test_logprobs_returned_when_asked() -> None:
     assert first.token == "c"
     assert first.top[0].token_id == first.token_id
     assert first.logprob <= 0
+
+
+def test_waiting_too_long_fails_with_queue_timeout() -> None:
+    from inference_service.engine.errors import QueueTimeoutError
+
+    runner = FakeRunner(num_slots=1)
+    config = SchedulerConfig(max_queue_wait_s=0.5)
+    core = EngineCore(runner, cast(Any, FakeTokenizer()), (EOS,), config)
+    core.add_request(req("first", [1], max_tokens=3, arrival_time=time.monotonic() + 1000))  # never stale
+    late = req("late", [2], max_tokens=3, arrival_time=0.0)  # arrived long ago: waited past the limit
+    core.add_request(late)
+    outs = run(core)
+    assert ("first", 0) in outs and ("late", 0) not in outs
+    failures = core.take_failures()
+    assert [(rid, type(err)) for rid, err in failures] == [("late", QueueTimeoutError)]
+    assert core.take_failures() == []
+
+
+def test_failure_in_one_sequence_spares_the_others() -> None:
+    from inference_service.engine.errors import EngineInternalError
+
+    core, runner = make_core()
+
+    def hook(seq: Any) -> None:
+        if seq.request.request_id == "bad" and seq.num_generated >= 1:
+            raise RuntimeError("boom")
+
+    core.fault_hook = hook
+    core.add_request(req("good", [1], max_tokens=4))
+    core.add_request(req("bad", [5], max_tokens=4))
+    outs = run(core)
+    assert text(outs[("good", 0)]) == "cdef"
+    assert outs[("good", 0)][-1].finish_reason is FinishReason.MAX_TOKENS
+    assert [(rid, type(err)) for rid, err in core.take_failures()] == [("bad", EngineInternalError)]
+    assert runner.kv.num_free == 4
