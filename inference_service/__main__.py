@@ -9,6 +9,7 @@ from typing import Literal, get_args, get_origin
 
 from pydantic_settings import BaseSettings
 
+from inference_service.engine.prefix_cache import PrefixCacheConfig
 from inference_service.engine.sequence import Sequence
 from inference_service.models import paths
 from inference_service.server.logs import configure_logging
@@ -52,6 +53,7 @@ def _serve(args: argparse.Namespace) -> None:
             max_waiting=settings.max_waiting,
             max_queue_wait_s=settings.max_queue_wait_s,
         ),
+        PrefixCacheConfig(max_entries=settings.prefix_cache_entries),
     )
     if settings.fault_injection:
         model.engine.core.fault_hook = inject_faults

@@ -13,6 +13,7 @@ import numpy as np
 from inference_service.engine.detokenizer import IncrementalDetokenizer, StopMatcher
 from inference_service.engine.errors import EngineError, EngineInternalError, QueueTimeoutError
 from inference_service.engine.kv_cache import KVCache
+from inference_service.engine.prefix_cache import PrefixCache, PrefixCacheConfig
 from inference_service.engine.sampler import SampleRequest, SampleResult, sample
 from inference_service.engine.scheduler import Scheduler, SchedulerConfig
 from inference_service.engine.sequence import Sequence, SequenceStatus
@@ -47,12 +48,15 @@ class EngineCore:
         eos_token_ids: tuple[int, ...],
         config: SchedulerConfig,
         pad_token_id: int = 0,
+        prefix_cache: PrefixCacheConfig | None = None,
     ) -> None:
         self.runner = runner
         self.tokenizer = tokenizer
         self.eos_token_ids = frozenset(eos_token_ids)
         self.pad_token_id = pad_token_id
         self.scheduler = Scheduler(config, runner.kv)
+        self.prefix_cache = PrefixCache(prefix_cache or PrefixCacheConfig(max_entries=0), runner.kv)
+        self.scheduler.on_admit = self._restore_prefix
         self._requests: dict[str, list[Sequence]] = {}
         self._seq_ids = itertools.count()
         self._failures: list[tuple[str, EngineError]] = []
@@ -123,6 +127,16 @@ class EngineCore:
             max_running_sequences=kv.num_slots,
         )
 
+    def _restore_prefix(self, seq: Sequence) -> None:
+        assert seq.slot is not None
+        seq.num_cached = self.prefix_cache.restore(seq.token_ids[: seq.num_prompt_tokens], seq.slot)
+
+    def _ready_to_sample(self, seq: Sequence, logits: np.ndarray, ready: list[tuple[Sequence, np.ndarray]]) -> None:
+        """All pending tokens ran, so the sequence samples; a prompt that just completed goes to the prefix cache."""
+        if seq.num_generated == 0 and seq.slot is not None:
+            self.prefix_cache.store(seq.token_ids, seq.slot)
+        ready.append((seq, logits))
+
     def take_failures(self) -> list[tuple[str, EngineError]]:
         """Requests that failed since the last call (already removed from the engine)."""
         failures, self._failures = self._failures, []
@@ -149,7 +163,7 @@ class EngineCore:
             for slot, seq in running:
                 seq.num_cached += 1
                 if seq.num_pending == 0:
-                    ready.append((seq, logits[slot]))
+                    self._ready_to_sample(seq, logits[slot], ready)
         for chunk in plan.prefill:
             seq = chunk.seq
             start, end = seq.num_cached, seq.num_cached + chunk.num_tokens
@@ -157,7 +171,7 @@ class EngineCore:
             logits = self.runner.forward(np.array([seq.token_ids[start:end]]), np.array([end]), seq.slot)
             seq.num_cached = end
             if seq.num_pending == 0:
-                ready.append((seq, logits[0]))
+                self._ready_to_sample(seq, logits[0], ready)
         if not ready:
             return []
         seqs = [seq for seq, _ in ready]

@@ -41,6 +41,7 @@ class KVCache:
         self.device_id = device_id
         shape = (layout.num_slots, layout.kv_heads, layout.slot_capacity, layout.head_size)
         # On CPU, untouched pages of np.zeros stay unmapped: resident memory grows with tokens actually cached.
+        self._host: list[np.ndarray] = []  # CPU: the numpy arrays behind the buffers, key/value per layer
         self._buffers: list[tuple[ort.OrtValue, ort.OrtValue]] = [
             (self._alloc(shape), self._alloc(shape)) for _ in range(layout.num_layers)
         ]
@@ -57,8 +58,29 @@ class KVCache:
 
     def _alloc(self, shape: tuple[int, ...]) -> ort.OrtValue:
         if self.device == "cpu":
-            return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32))
+            array = np.zeros(shape, np.float32)
+            self._host.append(array)  # the OrtValue borrows this memory: keep it alive and addressable
+            return ort.OrtValue.ortvalue_from_numpy(array)
         return ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, self.device, self.device_id)
+
+    @property
+    def host_accessible(self) -> bool:
+        return self.device == "cpu"
+
+    def read(self, slot: int, length: int) -> np.ndarray:
+        """Copy of the slot's first `length` positions: [layers, 2, kv_heads, length, head_size] (CPU only)."""
+        return np.stack([np.stack([a[slot, :, :length] for a in pair]) for pair in self._host_pairs()])
+
+    def write(self, slot: int, values: np.ndarray) -> None:
+        """Inverse of read(): fill the slot's first positions from `values`."""
+        length = values.shape[3]
+        for layer, pair in enumerate(self._host_pairs()):
+            for kind, array in enumerate(pair):
+                array[slot, :, :length] = values[layer, kind]
+
+    def _host_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        assert self.host_accessible
+        return [(self._host[2 * i], self._host[2 * i + 1]) for i in range(self.layout.num_layers)]
 
     @property
     def num_free(self) -> int:

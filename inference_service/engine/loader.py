@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from inference_service.engine.async_engine import AsyncEngine
 from inference_service.engine.core import EngineCore
+from inference_service.engine.prefix_cache import PrefixCacheConfig
 from inference_service.engine.runner import ModelRunner, RunnerOptions
 from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.tokenizer import Tokenizer
@@ -39,13 +40,17 @@ def fingerprint(folder: Path) -> str:
 
 
 def load_model(
-    folder: Path, model_id: str, runner_options: RunnerOptions, scheduler_config: SchedulerConfig
+    folder: Path,
+    model_id: str,
+    runner_options: RunnerOptions,
+    scheduler_config: SchedulerConfig,
+    prefix_cache: PrefixCacheConfig | None = None,
 ) -> ServedModel:
     config = load_model_config(folder)
     tokenizer = Tokenizer.from_dir(folder)
     runner = ModelRunner(config, runner_options)
     eos = config.eos_token_ids or tokenizer.eos_token_ids
-    core = EngineCore(runner, tokenizer, eos, scheduler_config, pad_token_id=config.pad_token_id or 0)
+    core = EngineCore(runner, tokenizer, eos, scheduler_config, config.pad_token_id or 0, prefix_cache)
     precision = "GGUF weights kept exact, fp32 compute" if (folder / "ortserve_convert.json").exists() else "as built"
     return ServedModel(
         model_id=model_id or folder.name,

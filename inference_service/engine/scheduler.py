@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inference_service.engine.kv_cache import KVCache
@@ -42,6 +43,7 @@ class Scheduler:
         self.kv = kv
         self.waiting: deque[Sequence] = deque()
         self.running: dict[int, Sequence] = {}  # slot → sequence
+        self.on_admit: Callable[[Sequence], None] | None = None  # e.g. restore a cached prompt prefix
 
     @property
     def has_work(self) -> bool:
@@ -70,6 +72,8 @@ class Scheduler:
             seq.status = SequenceStatus.RUNNING
             seq.scheduled_time = time.monotonic()
             self.running[seq.slot] = seq
+            if self.on_admit is not None:
+                self.on_admit(seq)
         decoding = [slot for slot, seq in self.running.items() if seq.num_pending == 1]
         span = max(decoding) + 1 if decoding else 0
         budget = self.config.max_batched_tokens - span

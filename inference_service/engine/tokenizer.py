@@ -187,8 +187,10 @@ class Tokenizer:
         """Render messages the way transformers' `apply_chat_template(tokenize=False)` does."""
         try:
             template = self._template()
+            # OpenAI's "developer" role is the system role for templates that do not know it (ChatML and most others).
+            knows_developer = "developer" in (self._chat_template or "")
             rendered = template.render(
-                messages=[_message_dict(m) for m in messages],
+                messages=[_message_dict(m, knows_developer) for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 **{name: text or "" for name, text in self._specials.items()},
             )
@@ -211,8 +213,9 @@ class Tokenizer:
         return self._compiled
 
 
-def _message_dict(message: ChatMessage) -> dict[str, str]:
-    d = {"role": message.role, "content": message.content}
+def _message_dict(message: ChatMessage, knows_developer: bool) -> dict[str, str]:
+    role = "system" if message.role == "developer" and not knows_developer else message.role
+    d = {"role": role, "content": message.content}
     if message.name:
         d["name"] = message.name
     return d

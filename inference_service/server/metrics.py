@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from inference_service.engine.loader import ServedModel
@@ -21,7 +21,7 @@ class _EngineCollector(Collector):
     def __init__(self, models: Mapping[str, ServedModel]) -> None:
         self.models = models
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         running = GaugeMetricFamily("ortserve_running_sequences", "Sequences in the running batch", labels=["model"])
         waiting = GaugeMetricFamily("ortserve_waiting_requests", "Requests waiting for a KV slot", labels=["model"])
         used = GaugeMetricFamily("ortserve_kv_tokens_used", "Tokens held in the KV cache", labels=["model"])
@@ -32,7 +32,12 @@ class _EngineCollector(Collector):
             waiting.add_metric([model_id], load.waiting_requests)
             used.add_metric([model_id], load.kv_tokens_used)
             total.add_metric([model_id], load.kv_tokens_total)
-        yield from (running, waiting, used, total)
+        hits = CounterMetricFamily(
+            "ortserve_prefix_cache_hit_tokens", "Prompt tokens reused from the prefix cache", labels=["model"]
+        )
+        for model_id, model in self.models.items():
+            hits.add_metric([model_id], model.engine.core.prefix_cache.hit_tokens)
+        yield from (running, waiting, used, total, hits)
 
 
 class ServiceMetrics:

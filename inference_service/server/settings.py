@@ -24,6 +24,9 @@ class ServiceSettings(BaseSettings):
     dense_min_rows: int = Field(
         2, ge=0, description="CPU: steps with at least this many token rows run the fp32 dense twin; 0 = never"
     )
+    prefix_cache_entries: int = Field(
+        8, ge=0, description="prompts whose KV is kept for reuse by later prompts sharing a prefix (CPU); 0 = off"
+    )
     max_waiting: int = Field(1024, ge=0, description="requests waiting for a slot before RESOURCE_EXHAUSTED")
     max_queue_wait_s: float = Field(
         0.0, ge=0, description="fail a request with DEADLINE_EXCEEDED after waiting this long for a slot; 0 = never"

@@ -43,3 +43,34 @@ def test_batched_decode_matches_single_sequence(runner: ModelRunner) -> None:
     for single, row in zip(singles, batched, strict=True):
         assert np.abs(single - row).max() < 1e-3
         assert single.argmax() == row.argmax()
+
+
+def test_prefix_cache_reuse_gives_the_same_greedy_output(runner: ModelRunner, model_dir: Path) -> None:
+    from inference_service.engine.core import EngineCore
+    from inference_service.engine.prefix_cache import PrefixCacheConfig
+    from inference_service.engine.scheduler import SchedulerConfig
+    from inference_service.engine.tokenizer import Tokenizer
+    from inference_service.engine.types import ChatMessage, GenerationRequest, SamplingParams, StoppingParams
+
+    tokenizer = Tokenizer.from_dir(model_dir)
+
+    def generate(core: EngineCore, question: str) -> str:
+        text = tokenizer.apply_chat_template([ChatMessage("user", question)])
+        core.add_request(
+            GenerationRequest(
+                question, tokenizer.encode(text), SamplingParams(temperature=0.0), StoppingParams(max_tokens=12)
+            )
+        )
+        out = ""
+        while core.has_work:
+            out += "".join(o.text for o in core.step())
+        return out
+
+    def core(entries: int) -> EngineCore:
+        return EngineCore(runner, tokenizer, (2,), SchedulerConfig(), 2, PrefixCacheConfig(max_entries=entries))
+
+    cached, fresh = core(8), core(0)
+    generate(cached, "What is the capital of France?")  # stores the system prompt + question
+    questions = ["What is the capital of Italy?", "Name three fruits."]
+    assert [generate(cached, q) for q in questions] == [generate(fresh, q) for q in questions]
+    assert cached.prefix_cache.hit_tokens >= 2 * 16

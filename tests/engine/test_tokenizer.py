@@ -114,6 +114,11 @@ def test_chat_template_explicit_system(tok: Tokenizer) -> None:
     )
 
 
+def test_developer_role_is_system_for_chatml(tok: Tokenizer) -> None:
+    messages = [ChatMessage("developer", "Be terse."), ChatMessage("user", "Hi")]
+    assert tok.apply_chat_template(messages) == _chatml(("system", "Be terse."), ("user", "Hi"))
+
+
 def test_chat_template_multi_turn(tok: Tokenizer) -> None:
     messages = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello!"), ChatMessage("user", "Bye")]
     assert tok.apply_chat_template(messages) == _chatml(
