@@ -7,7 +7,7 @@ INFERENCE_PORT ?= 50051
 BRIDGE_PORT    ?= 8000
 export INFERENCE_PORT BRIDGE_PORT
 
-.PHONY: install model serve test lint typecheck buf-lint proto pytest clean
+.PHONY: install model serve test lint typecheck buf-lint proto pytest clean bench node-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,8 @@ proto: install
 		proto/inference_service/api/v1/*.proto
 
 lint: install
-	$(BIN)/ruff check inference_service http_bridge tests
-	$(BIN)/ruff format --check inference_service http_bridge tests
+	$(BIN)/ruff check inference_service http_bridge tests bench docker
+	$(BIN)/ruff format --check inference_service http_bridge tests bench docker
 
 typecheck: install
 	$(BIN)/mypy
@@ -40,10 +40,23 @@ typecheck: install
 buf-lint:
 	$(BUF) lint
 
-pytest: model
+# the official OpenAI Node SDK for tests/e2e/test_node_client.py (reinstalled when the lock file changes)
+NODE_DIR := tests/e2e/node
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund
+	touch $@
+
+node-deps: $(NODE_DIR)/node_modules/.installed
+
+pytest: model node-deps
 	$(BIN)/pytest -q -ra
 
 test: lint typecheck buf-lint pytest
+
+# not a test and not in CI: builds llama-server on first use, runs both servers, writes docs/benchmarks.md (+ .png)
+bench: model
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench compare $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

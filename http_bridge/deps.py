@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -10,6 +9,7 @@ from fastapi import Depends, Header, Request
 from http_bridge.client import InferenceClientProtocol
 from http_bridge.errors import AuthenticationError
 from http_bridge.fingerprints import FingerprintCache
+from http_bridge.keys import KeyStore
 from http_bridge.settings import BridgeSettings
 
 
@@ -33,22 +33,22 @@ SettingsDep = Annotated[BridgeSettings, Depends(get_settings)]
 FingerprintsDep = Annotated[FingerprintCache, Depends(get_fingerprints)]
 
 
-def _key_matches(given: str, keys: list[str]) -> bool:
-    # Compare against every key (no early exit) so timing does not reveal which key nearly matched.
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given.encode(), key.encode())
-    return matched
+def get_keys(request: Request) -> KeyStore:
+    keys: KeyStore = request.app.state.keys
+    return keys
+
+
+KeysDep = Annotated[KeyStore, Depends(get_keys)]
 
 
 async def require_api_key(
-    settings: SettingsDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+    keys: KeysDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> None:
-    """Router-level dependency: with api_keys configured, require `Authorization: Bearer <key>`."""
-    if not settings.api_keys:
+    """Router-level dependency: with keys configured, require `Authorization: Bearer <key>`."""
+    if not keys.enabled:
         return
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        raise AuthenticationError("Missing API key: send 'Authorization: Bearer <key>'.")
-    if not _key_matches(given.strip(), settings.api_keys):
-        raise AuthenticationError("Incorrect API key provided.")
+        raise AuthenticationError("Missing or malformed API key: send 'Authorization: Bearer <key>'.")
+    if not keys.matches(given.strip()):
+        raise AuthenticationError("Incorrect API key provided.")  # never echo the key

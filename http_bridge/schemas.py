@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_serializer,
+)
 from pydantic_core import PydanticCustomError
 
 UINT32_MAX = 2**32 - 1
+# `stop` is normalised to a list; the published schema shows what clients may send.
+STOP_SCHEMA = {
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}, {"type": "null"}],
+    "default": None,
+}
 # Known OpenAI features not implemented here: present (and not a no-op value) → 400 naming the param.
-UNSUPPORTED_PARAMS = ("tools", "tool_choice", "functions", "function_call", "audio", "prediction")
+UNSUPPORTED_PARAMS = ("tools", "tool_choice", "functions", "function_call", "audio", "prediction", "web_search_options")
 
 
 class TextPart(BaseModel):
@@ -21,28 +35,34 @@ class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant"]
-    # A string is normalised to one text part; only assistant messages may have null content.
-    content: list[TextPart]
+    # A string or a list of text parts; only assistant messages may have null content.
+    content: str | list[TextPart] | None
     name: str | None = None
 
     @field_validator("content", mode="before")
     @classmethod
-    def _normalise_content(cls, value: object, info: ValidationInfo) -> object:
-        if isinstance(value, str):
-            return [{"type": "text", "text": value}]
-        if value is None and info.data.get("role") == "assistant":
-            return []
-        if isinstance(value, list):
-            for part in value:
-                if isinstance(part, dict) and part.get("type") != "text":
-                    raise PydanticCustomError(
-                        "unsupported_value",
-                        "only text content parts are supported, got type {kind}",
-                        {"kind": repr(part.get("type"))},
-                    )
+    def _check_content(cls, value: object, info: ValidationInfo) -> object:
+        # Shapes are checked here so that errors name `messages[i].content`, not a union member.
+        if value is None and info.data.get("role") != "assistant":
+            raise PydanticCustomError("invalid_value", "content must not be null for this role")
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list) or not all(isinstance(part, dict) for part in value):
+            raise PydanticCustomError("invalid_value", "content must be a string or a list of content parts")
+        for part in value:
+            if part.get("type") != "text":
+                raise PydanticCustomError(
+                    "unsupported_value",
+                    "only text content parts are supported, got type {kind}",
+                    {"kind": repr(part.get("type"))},
+                )
+            if not isinstance(part.get("text"), str):
+                raise PydanticCustomError("invalid_value", "a text content part needs a string 'text'")
         return value
 
     def text(self) -> str:
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
         return "".join(part.text for part in self.content)
 
 
@@ -52,15 +72,14 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class SamplingRequest(BaseModel):
+    """Fields shared by chat and text completions: model, n, stop, streaming, sampling, vLLM extras."""
+
     model_config = ConfigDict(extra="allow")
 
     model: str
-    messages: list[ChatMessageIn] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
     n: int = Field(default=1, ge=1, le=128)
-    stop: list[str] | None = Field(default=None, max_length=4)
+    stop: Annotated[list[str] | None, WithJsonSchema(STOP_SCHEMA)] = Field(default=None, max_length=4)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -68,8 +87,6 @@ class ChatCompletionRequest(BaseModel):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
-    logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     logit_bias: dict[Annotated[int, Field(ge=0, le=UINT32_MAX)], Annotated[float, Field(ge=-100, le=100)]] | None = None
     user: str | None = None
     # vLLM extras.
@@ -77,6 +94,30 @@ class ChatCompletionRequest(BaseModel):
     min_p: float | None = Field(default=None, ge=0, le=1)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
     ignore_eos: bool = False
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("stream_options")
+    @classmethod
+    def _stream_options_need_stream(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
+        if value is not None and not info.data.get("stream"):
+            raise PydanticCustomError("invalid_value", "stream_options is only allowed when stream is true")
+        return value
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class ChatCompletionRequest(SamplingRequest):
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     # Known but unsupported.
     tools: Any = None
     tool_choice: Any = None
@@ -84,26 +125,15 @@ class ChatCompletionRequest(BaseModel):
     function_call: Any = None
     audio: Any = None
     prediction: Any = None
+    web_search_options: Any = None
     response_format: Any = None
     modalities: Any = None
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _stop_as_list(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
     @field_validator("top_logprobs")
     @classmethod
     def _top_logprobs_needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
         if value and not info.data.get("logprobs"):
             raise PydanticCustomError("invalid_value", "logprobs must be true when top_logprobs is used")
-        return value
-
-    @field_validator("stream_options")
-    @classmethod
-    def _stream_options_need_stream(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
-        if value is not None and not info.data.get("stream"):
-            raise PydanticCustomError("invalid_value", "stream_options is only allowed when stream is true")
         return value
 
     @field_validator(*UNSUPPORTED_PARAMS)
@@ -129,10 +159,6 @@ class ChatCompletionRequest(BaseModel):
         if value is not None and value != ["text"]:
             raise PydanticCustomError("unsupported_value", "only modalities ['text'] is supported")
         return value
-
-    @property
-    def include_usage(self) -> bool:
-        return self.stream_options is not None and self.stream_options.include_usage
 
 
 class Usage(BaseModel):
@@ -181,9 +207,10 @@ class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
 
-    @model_serializer
-    def _without_nulls(self) -> dict[str, str]:
-        return {key: value for key, value in (("role", self.role), ("content", self.content)) if value is not None}
+    # Wrap mode without a return annotation keeps the model's own fields in the published (OpenAPI) schema.
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 class ChunkChoice(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -23,8 +24,11 @@ class BridgeSettings(BaseSettings):
     first_message_timeout_s: float = Field(default=300.0, gt=0)
     # Timeout of the readiness probe's gRPC health check.
     health_timeout_s: float = Field(default=2.0, gt=0)
-    # Accepted Bearer keys; empty turns authentication off. Env: JSON list or comma-separated.
+    # Accepted Bearer keys in plain text (development). Env: JSON list or comma-separated.
+    # With no keys here and no keys file, authentication is off.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    # File of sha256 key hashes (`python -m http_bridge keys create --file PATH`); adds to api_keys.
+    api_keys_file: Path | None = None
     log_level: LogLevel = "INFO"
 
     @field_validator("api_keys", mode="before")

@@ -14,6 +14,7 @@ from http_bridge.schemas import (
     ChoiceLogprobs,
     ChunkChoice,
     Delta,
+    SamplingRequest,
     TokenLogprob,
     TopLogprob,
     Usage,
@@ -32,20 +33,10 @@ _FINISH_REASONS: dict[int, str] = {
 UINT64_MASK = 2**64 - 1
 
 
-def to_generate_request(body: ChatCompletionRequest, request_id: str) -> pb.GenerateRequest:
-    """OpenAI chat request → GenerateRequest; proto3 optional fields are set only when given."""
-    chat = pb.ChatInput(
-        messages=[pb.ChatMessage(role=m.role, content=m.text(), name=m.name or "") for m in body.messages]
-    )
+def sampling_params(body: SamplingRequest) -> pb.SamplingParams:
+    """The sampling fields shared by chat and text completions; proto3 optionals are set only when given."""
     sampling = pb.SamplingParams()
-    for name in (
-        "temperature",
-        "top_p",
-        "min_p",
-        "frequency_penalty",
-        "presence_penalty",
-        "repetition_penalty",
-    ):
+    for name in ("temperature", "top_p", "min_p", "frequency_penalty", "presence_penalty", "repetition_penalty"):
         value = getattr(body, name)
         if value is not None:
             setattr(sampling, name, value)
@@ -55,19 +46,29 @@ def to_generate_request(body: ChatCompletionRequest, request_id: str) -> pb.Gene
         sampling.seed = body.seed & UINT64_MASK  # OpenAI seeds are int64; the contract is uint64
     if body.logit_bias:
         sampling.logit_bias.update(body.logit_bias)
+    return sampling
 
+
+def stopping_criteria(body: SamplingRequest, max_tokens: int | None) -> pb.StoppingCriteria:
     stopping = pb.StoppingCriteria(stop=[s for s in body.stop or () if s], ignore_eos=body.ignore_eos)
-    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     if max_tokens is not None:
         stopping.max_tokens = max_tokens
+    return stopping
 
+
+def to_generate_request(body: ChatCompletionRequest, request_id: str) -> pb.GenerateRequest:
+    """OpenAI chat request → GenerateRequest."""
+    chat = pb.ChatInput(
+        messages=[pb.ChatMessage(role=m.role, content=m.text(), name=m.name or "") for m in body.messages]
+    )
+    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     output = pb.OutputOptions(logprobs=body.logprobs, top_logprobs=body.top_logprobs or 0)
     return pb.GenerateRequest(
         request_id=request_id,
         model=body.model,
         chat=chat,
-        sampling=sampling,
-        stopping=stopping,
+        sampling=sampling_params(body),
+        stopping=stopping_criteria(body, max_tokens),
         output=output,
         n=body.n,
     )

@@ -2,42 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from http_bridge import sse, translate
+from http_bridge import sse, streams, translate
 from http_bridge.deps import ClientDep, FingerprintsDep, SettingsDep, require_api_key
-from http_bridge.errors import UpstreamProtocolError, UpstreamTimeoutError, error_event
+from http_bridge.errors import error_event
 from http_bridge.request_context import current_request_id
-from http_bridge.schemas import ChatCompletionRequest
+from http_bridge.schemas import ChatCompletion, ChatCompletionRequest
 from inference_service.api.v1 import generation_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["chat"])
 
-Stream = AsyncGenerator[pb.GenerateResponse, None]
-
-
-async def _first_message(stream: Stream, timeout_s: float) -> pb.GenerateResponse:
-    """Await the first response so that early errors (bad prompt, unknown model) become HTTP statuses."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await anext(stream)
-    except StopAsyncIteration:
-        raise UpstreamProtocolError("The inference service ended the stream without output.") from None
-    except TimeoutError:
-        await stream.aclose()
-        raise UpstreamTimeoutError(f"No output from the inference service within {timeout_s:g} s.") from None
-
 
 async def _events(
-    meta: translate.CompletionMeta, body: ChatCompletionRequest, first: pb.GenerateResponse, stream: Stream
+    meta: translate.CompletionMeta, body: ChatCompletionRequest, first: pb.GenerateResponse, stream: streams.Stream
 ) -> AsyncIterator[bytes]:
     """SSE body: role chunks, content chunks, finish chunks, optional usage chunk, [DONE].
 
@@ -63,34 +48,11 @@ async def _events(
     yield sse.DONE
 
 
-async def _read_all(stream: Stream) -> list[pb.GenerateResponse]:
-    try:
-        return [response async for response in stream]
-    finally:
-        await stream.aclose()
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _read_all_unless_disconnected(stream: Stream, request: Request) -> list[pb.GenerateResponse] | None:
-    """The whole stream, or None when the client left first (then the gRPC call is cancelled)."""
-    reader = asyncio.ensure_future(_read_all(stream))
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({reader, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if reader.done():
-            return reader.result()
-        return None
-    finally:
-        for task in (reader, watcher):
-            task.cancel()
-        await asyncio.gather(reader, watcher, return_exceptions=True)
-
-
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={200: {"model": ChatCompletion, "description": "chat.completion (SSE chunks when stream is true)"}},
+)
 async def create_chat_completion(
     body: ChatCompletionRequest,
     request: Request,
@@ -109,12 +71,12 @@ async def create_chat_completion(
     logger.info("chat completion: model=%s n=%d stream=%s", body.model, body.n, body.stream)
     stream = client.generate(translate.to_generate_request(body, request_id), request_id, settings.request_timeout_s)
     if body.stream:
-        first = await _first_message(stream, settings.first_message_timeout_s)
+        first = await streams.first_message(stream, settings.first_message_timeout_s)
         return sse.EventStreamResponse(
             _events(meta, body, first, stream),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    responses = await _read_all_unless_disconnected(stream, request)
+    responses = await streams.read_all_unless_disconnected(stream, request)
     if responses is None:
         logger.info("client disconnected; generation cancelled")
         return Response(status_code=499)  # nobody reads it; nginx's "client closed request"

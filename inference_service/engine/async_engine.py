@@ -110,6 +110,9 @@ class AsyncEngine:
         return text, self.tokenizer.encode(text)
 
     def _validate(self, request: GenerationRequest) -> None:
+        outside = [t for t in request.sampling.logit_bias if not 0 <= t < self.tokenizer.vocab_size]
+        if outside:
+            raise InvalidRequestError(f"logit_bias token id {outside[0]} is outside the vocabulary", param="logit_bias")
         n_prompt = len(request.prompt_token_ids)
         if n_prompt == 0:
             raise InvalidRequestError("the prompt is empty", param="messages")

@@ -114,3 +114,34 @@ def stack(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     finally:
         for process in (bridge, inference):
             process.stop()
+
+
+@dataclass
+class AuthBridge:
+    """A second bridge on the same inference service, with a key from `keys create` in a hashed keys file."""
+
+    base_url: str
+    key: str
+    process: Process
+
+
+@pytest.fixture(scope="session")
+def auth_bridge(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthBridge]:
+    folder = tmp_path_factory.mktemp("auth")
+    keys_file = folder / "keys.jsonl"
+    created = subprocess.run(
+        [sys.executable, "-m", "http_bridge", "keys", "create", "--file", str(keys_file), "--name", "e2e"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = created.stdout.strip()
+    port = free_port()
+    args = ["-m", "http_bridge", "--inference-target", stack.grpc_target, "--port", str(port)]
+    bridge = start("auth-bridge", [*args, "--api-keys-file", str(keys_file)], folder)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(f"{base}/health/ready", timeout=2).status_code == 200, bridge)
+        yield AuthBridge(base, key, bridge)
+    finally:
+        bridge.stop()

@@ -136,3 +136,17 @@ async def test_requests_beyond_slots_and_queue_are_refused_at_once() -> None:
         assert await collect(eng, "ab", "after") == "cdef"
     finally:
         await eng.stop()
+
+
+async def test_logit_bias_outside_the_vocabulary_is_rejected() -> None:
+    eng, _ = engine()
+    eng.start()
+    try:
+        bad = GenerationRequest("lb", [], SamplingParams(temperature=0.0, logit_bias={10**6: 5.0}), StoppingParams(4))
+        with pytest.raises(InvalidRequestError) as err:
+            async for _ in eng.generate(PromptInput(text="ab"), bad):
+                pass
+        assert err.value.param == "logit_bias"
+        assert await collect(eng, "ab", "fine") == "cdef"
+    finally:
+        await eng.stop()

@@ -97,3 +97,16 @@ async def test_error_mid_stream_raises(sdk: openai.AsyncOpenAI, fake: FakeClient
     with pytest.raises(openai.APIError, match="engine stopped"):
         async for _ in stream:
             pass
+
+
+async def test_legacy_completions(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:
+    fake.script = hello(n=2)
+    completion = await sdk.completions.create(model=MODEL_ID, prompt=["a", "b"], n=2, max_tokens=4)
+    assert completion.object == "text_completion"
+    assert [(c.index, c.text) for c in completion.choices] == [(i, "Hello") for i in range(4)]
+    fake.script = hello()
+    stream = await sdk.completions.create(model=MODEL_ID, prompt="a", stream=True)
+    assert "".join([chunk.choices[0].text async for chunk in stream if chunk.choices]) == "Hello"
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.completions.create(model=MODEL_ID, prompt="a", echo=True)
+    assert caught.value.param == "echo"

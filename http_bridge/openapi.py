@@ -1,0 +1,60 @@
+"""The published OpenAPI document: FastAPI's, plus the SSE chunk objects of the streaming endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from http_bridge.completion_schemas import TextCompletion
+from http_bridge.schemas import ChatCompletionChunk, ErrorResponse
+
+REF = "#/components/schemas/{model}"
+# path → the object carried by each `data:` event when the request has stream: true
+STREAMED: dict[str, type[BaseModel]] = {
+    "/v1/chat/completions": ChatCompletionChunk,
+    "/v1/completions": TextCompletion,
+}
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    _, defs = models_json_schema([(model, "serialization") for model in STREAMED.values()], ref_template=REF)
+    for name, definition in defs.get("$defs", {}).items():
+        components.setdefault(name, definition)
+    for path, model in STREAMED.items():
+        response = schema["paths"][path]["post"]["responses"]["200"]
+        response.setdefault("content", {})["text/event-stream"] = {
+            "schema": {"$ref": REF.format(model=model.__name__)},
+            "x-sse-data": "each 'data:' line is one such JSON object; the stream ends with 'data: [DONE]'",
+        }
+    _openai_errors(schema)
+    app.openapi_schema = schema
+    return schema
+
+
+def _openai_errors(schema: dict[str, Any]) -> None:
+    """Validation errors are 400s in OpenAI's shape (never FastAPI's 422); /v1 routes take a Bearer key."""
+    components = schema["components"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        components["schemas"].pop(name, None)
+    _, defs = models_json_schema([(ErrorResponse, "serialization")], ref_template=REF)
+    for name, definition in defs.get("$defs", {}).items():
+        components["schemas"].setdefault(name, definition)
+    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    error = {
+        "description": "Error in OpenAI's shape",
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorResponse")}}},
+    }
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            operation["responses"].pop("422", None)
+            if path.startswith("/v1/"):
+                operation["responses"]["default"] = error
+                operation["security"] = [{"bearer": []}]
