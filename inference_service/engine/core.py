@@ -15,7 +15,7 @@ from inference_service.engine.errors import EngineError, EngineInternalError, Qu
 from inference_service.engine.kv_cache import KVCache
 from inference_service.engine.prefix_cache import PrefixCache, PrefixCacheConfig
 from inference_service.engine.sampler import SampleRequest, SampleResult, sample
-from inference_service.engine.scheduler import Scheduler, SchedulerConfig
+from inference_service.engine.scheduler import PrefillChunk, Scheduler, SchedulerConfig, group_prefill
 from inference_service.engine.sequence import Sequence, SequenceStatus
 from inference_service.engine.tokenizer import Tokenizer
 from inference_service.engine.types import (
@@ -37,7 +37,9 @@ class Runner(Protocol):
     @property
     def slot_capacity(self) -> int: ...
 
-    def forward(self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int) -> np.ndarray: ...
+    def forward(
+        self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int, last: np.ndarray | None = None
+    ) -> np.ndarray: ...
 
 
 class EngineCore:
@@ -127,6 +129,26 @@ class EngineCore:
             max_running_sequences=kv.num_slots,
         )
 
+    def _prefill(self, group: list[PrefillChunk], ready: list[tuple[Sequence, np.ndarray]]) -> None:
+        """One forward pass over the group's consecutive slots, rows right-padded to the longest chunk."""
+        width = max(c.num_tokens for c in group)
+        ids = np.full((len(group), width), self.pad_token_id, np.int64)
+        lengths = np.empty(len(group), np.int64)
+        last = np.empty(len(group), np.int64)
+        for row, chunk in enumerate(group):
+            seq, start = chunk.seq, chunk.seq.num_cached
+            assert start + chunk.num_tokens <= len(seq.token_ids)
+            ids[row, : chunk.num_tokens] = seq.token_ids[start : start + chunk.num_tokens]
+            lengths[row] = start + chunk.num_tokens
+            last[row] = chunk.num_tokens - 1
+        first_slot = group[0].seq.slot
+        assert first_slot is not None
+        logits = self.runner.forward(ids, lengths, first_slot, last)
+        for row, chunk in enumerate(group):
+            chunk.seq.num_cached += chunk.num_tokens
+            if chunk.seq.num_pending == 0:
+                self._ready_to_sample(chunk.seq, logits[row], ready)
+
     def _restore_prefix(self, seq: Sequence) -> None:
         assert seq.slot is not None
         seq.num_cached = self.prefix_cache.restore(seq.token_ids[: seq.num_prompt_tokens], seq.slot)
@@ -164,14 +186,8 @@ class EngineCore:
                 seq.num_cached += 1
                 if seq.num_pending == 0:
                     self._ready_to_sample(seq, logits[slot], ready)
-        for chunk in plan.prefill:
-            seq = chunk.seq
-            start, end = seq.num_cached, seq.num_cached + chunk.num_tokens
-            assert seq.slot is not None and end <= len(seq.token_ids)
-            logits = self.runner.forward(np.array([seq.token_ids[start:end]]), np.array([end]), seq.slot)
-            seq.num_cached = end
-            if seq.num_pending == 0:
-                self._ready_to_sample(seq, logits[0], ready)
+        for group in group_prefill(plan.prefill):
+            self._prefill(group, ready)
         if not ready:
             return []
         seqs = [seq for seq, _ in ready]

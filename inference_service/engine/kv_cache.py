@@ -8,8 +8,8 @@ slot, which keeps the decode batch — slots [0, span) — dense.
 from __future__ import annotations
 
 import heapq
-import mmap
 import logging
+import mmap
 from dataclasses import dataclass
 
 import numpy as np

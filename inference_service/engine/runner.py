@@ -101,16 +101,20 @@ class ModelRunner:
     def slot_capacity(self) -> int:
         return self.kv.layout.slot_capacity
 
-    def forward(self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int) -> np.ndarray:
+    def forward(
+        self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int, last: np.ndarray | None = None
+    ) -> np.ndarray:
         """input_ids: int64 [B, S] new tokens; lengths: int [B] cached + new tokens per row → logits [B, V].
 
-        Each row's new tokens are written to its slot at positions [length − S, length).
+        Each row's new tokens are written to its slot from position length − S (rows of fresh prompts may be
+        right-padded: then `last` [B] gives each row's last real token within S, and its logits are returned).
         """
-        batch = input_ids.shape[0]
+        batch, width = input_ids.shape
+        keep = 1 if last is None else width - int(last.min())
         rows = input_ids.size
         g = next(g for g in reversed(self._graphs) if rows >= g.min_rows)
         cfg, kv = self.config, self.kv
-        total = int(lengths.max())
+        total = int(lengths.max())  # with right padding, rows beyond their length are masked out
         mask = (np.arange(total)[None, :] < lengths[:, None]).astype(np.int64)  # [B, total]
         io = g.binding
         io.clear_binding_inputs()
@@ -118,7 +122,7 @@ class ModelRunner:
         io.bind_cpu_input(cfg.input_ids_name, np.ascontiguousarray(input_ids, dtype=np.int64))
         io.bind_cpu_input(cfg.attention_mask_name, mask)
         if g.keep_logits_input:
-            io.bind_cpu_input("num_logits_to_keep", np.array(1, np.int64))
+            io.bind_cpu_input("num_logits_to_keep", np.array(keep, np.int64))
         io.bind_output(cfg.logits_name, "cpu")  # first output bound: get_outputs()[0]
         shape = [batch, kv.layout.kv_heads, kv.layout.slot_capacity, kv.layout.head_size]
         for layer in range(cfg.num_layers):
@@ -129,5 +133,7 @@ class ModelRunner:
                 io.bind_input(past % layer, kv.device, kv.device_id, np.float32, shape, ptr)
                 io.bind_output(present % layer, kv.device, kv.device_id, np.float32, shape, ptr)
         g.session.run_with_iobinding(io)
-        logits = io.get_outputs()[0].numpy()  # [B, S or 1, V]
-        return logits[:, -1, :]
+        logits = io.get_outputs()[0].numpy()  # [B, kept positions (the last `keep`, or all S), V]
+        if last is None:
+            return logits[:, -1, :]
+        return logits[np.arange(batch), last - (width - logits.shape[1])]

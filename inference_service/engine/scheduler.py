@@ -96,3 +96,26 @@ class Scheduler:
         elif seq.status is SequenceStatus.WAITING:
             self.waiting.remove(seq)
         seq.status = SequenceStatus.FINISHED
+
+
+def group_prefill(chunks: list[PrefillChunk], max_padding: float = 0.25) -> list[list[PrefillChunk]]:
+    """Batch chunks of fresh prompts in consecutive slots into one forward pass (right-padded).
+
+    GroupQueryAttention batches prompts only when nothing is cached yet (batch > 1 with past context is not
+    supported), and rows must be consecutive slots: a gap row would write padding into another sequence's KV.
+    A row joins while the padded work stays within `max_padding` of the real tokens.
+    """
+    groups: list[list[PrefillChunk]] = []
+    for chunk in sorted(chunks, key=lambda c: c.seq.slot or 0):
+        group = groups[-1] if groups else None
+        fresh = chunk.seq.num_cached == 0
+        if group is not None and fresh and all(c.seq.num_cached == 0 for c in group):
+            candidate = [*group, chunk]
+            width = max(c.num_tokens for c in candidate)
+            real = sum(c.num_tokens for c in candidate)
+            consecutive = chunk.seq.slot == (group[-1].seq.slot or 0) + 1
+            if consecutive and width * len(candidate) <= (1 + max_padding) * real:
+                group.append(chunk)
+                continue
+        groups.append([chunk])
+    return groups

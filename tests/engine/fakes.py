@@ -26,7 +26,9 @@ class FakeRunner:
     def slot_capacity(self) -> int:
         return self.kv.layout.slot_capacity
 
-    def forward(self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int) -> np.ndarray:
+    def forward(
+        self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int, last: np.ndarray | None = None
+    ) -> np.ndarray:
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("injected failure")
@@ -34,7 +36,8 @@ class FakeRunner:
         batch, seq = input_ids.shape
         self.calls.append((first_slot, batch, seq))
         logits = np.zeros((batch, VOCAB), np.float32)
-        logits[np.arange(batch), (input_ids[:, -1] + 1) % VOCAB] = 10.0
+        final = input_ids[np.arange(batch), seq - 1 if last is None else last]  # each row's last real token
+        logits[np.arange(batch), (final + 1) % VOCAB] = 10.0
         return logits
 
 

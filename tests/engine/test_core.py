@@ -215,3 +215,28 @@ def test_failure_in_one_sequence_spares_the_others() -> None:
     assert outs[("good", 0)][-1].finish_reason is FinishReason.MAX_TOKENS
     assert [(rid, type(err)) for rid, err in core.take_failures()] == [("bad", EngineInternalError)]
     assert runner.kv.num_free == 4
+
+
+def test_fresh_prompts_in_consecutive_slots_prefill_in_one_padded_pass() -> None:
+    core, runner = make_core()
+    core.add_request(req("a", [1, 2, 3, 4, 5], max_tokens=2))
+    core.add_request(req("b", [10, 11, 12, 13], max_tokens=2))
+    core.add_request(req("c", [20, 21, 22, 23, 24], max_tokens=2))
+    outs = run(core)
+    assert runner.calls[0] == (0, 3, 5)  # one forward: 3 rows, right-padded to 5
+    assert text(outs[("a", 0)]) == "gh"
+    assert text(outs[("b", 0)]) == "op"  # its logits come from its own last token (13), not the padding
+    assert text(outs[("c", 0)]) == "z" + chr(ord("a") + 26)  # 24 → 25 (z) → 26
+
+
+def test_group_prefill_rules() -> None:
+    from inference_service.engine.scheduler import PrefillChunk, group_prefill
+
+    def chunk(slot: int, tokens: int, cached: int = 0) -> PrefillChunk:
+        seq = cast(Any, type("S", (), {"slot": slot, "num_cached": cached})())
+        return PrefillChunk(seq, tokens)
+
+    groups = group_prefill([chunk(0, 10), chunk(1, 9), chunk(3, 10), chunk(4, 10, cached=5), chunk(5, 10)])
+    assert [[c.seq.slot for c in g] for g in groups] == [[0, 1], [3], [4], [5]]  # gap, cached context
+    uneven = group_prefill([chunk(0, 100), chunk(1, 10)])
+    assert len(uneven) == 2  # 200 padded rows for 110 real tokens: not worth it

@@ -74,3 +74,22 @@ def test_prefix_cache_reuse_gives_the_same_greedy_output(runner: ModelRunner, mo
     questions = ["What is the capital of Italy?", "Name three fruits."]
     assert [generate(cached, q) for q in questions] == [generate(fresh, q) for q in questions]
     assert cached.prefix_cache.hit_tokens >= 2 * 16
+
+
+def test_right_padded_batched_prefill_matches_single_prompts(runner: ModelRunner) -> None:
+    rng = np.random.default_rng(2)
+    prompts = [rng.integers(20, 40000, n) for n in (30, 26, 33)]
+    singles = [runner.forward(p[None, :], np.array([len(p)]), 0)[0] for p in prompts]
+    width = max(len(p) for p in prompts)
+    ids = np.zeros((3, width), np.int64)
+    for row, p in enumerate(prompts):
+        ids[row, : len(p)] = p
+    lengths = np.array([len(p) for p in prompts])
+    batched = runner.forward(ids, lengths, 0, last=lengths - 1)
+    for single, row in zip(singles, batched, strict=True):
+        assert np.abs(single - row).max() < 1e-3
+    after = runner.forward(np.full((3, 1), 5), lengths + 1, 0)  # the padding left no trace in the KV
+    for slot, p in enumerate(prompts):
+        runner.forward(p[None, :], np.array([len(p)]), slot)
+        alone = runner.forward(np.array([[5]]), np.array([len(p) + 1]), slot)[0]
+        assert np.abs(alone - after[slot]).max() < 1e-3
