@@ -11,7 +11,8 @@ import uvicorn
 
 from http_bridge.app import create_app
 from http_bridge.keys import KeyFileError, append_key
-from http_bridge.request_context import configure_logging
+from http_bridge.logs import configure_logging
+from http_bridge.routing import RoutesError, load_routes
 from http_bridge.settings import BridgeSettings
 
 
@@ -20,11 +21,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="ortserve-bridge",
         description="OpenAI-compatible HTTP bridge to ortserve ('keys create --file PATH' makes an API key)",
     )
-    parser.add_argument("--inference-target", help="host:port of the inference service (gRPC)")
+    parser.add_argument(
+        "--inference-target",
+        help="gRPC target of the inference service: host:port, dns:///name:port or ipv4:host:port,host:port,...",
+    )
+    parser.add_argument("--model-routes", help='JSON object of model id → gRPC target, e.g. \'{"a": "h1:50051"}\'')
+    parser.add_argument("--model-routes-file", type=Path, help="JSON file with the model routes object")
+    parser.add_argument("--load-balancing", choices=["round_robin", "pick_first"], help="gRPC balancing policy")
+    parser.add_argument(
+        "--health-check",
+        action=argparse.BooleanOptionalAction,
+        help="gRPC client-side health checking: skip replicas that are not SERVING",
+    )
+    parser.add_argument("--tls", action=argparse.BooleanOptionalAction, help="TLS to the inference service")
+    parser.add_argument("--tls-ca-file", type=Path, help="CA certificates that sign the inference service's cert")
+    parser.add_argument("--tls-cert-file", type=Path, help="client certificate (mutual TLS)")
+    parser.add_argument("--tls-key-file", type=Path, help="client private key (mutual TLS)")
+    parser.add_argument("--tls-server-name", help="name to verify in the service's certificate")
+    parser.add_argument("--ssl-certfile", type=Path, help="HTTPS certificate of the bridge (uvicorn)")
+    parser.add_argument("--ssl-keyfile", type=Path, help="HTTPS private key of the bridge (uvicorn)")
     parser.add_argument("--host", help="address to listen on")
     parser.add_argument("--port", type=int, help="port to listen on")
     parser.add_argument("--api-keys-file", type=Path, help="file of API key hashes (made by 'keys create')")
+    parser.add_argument("--request-timeout-s", type=float, help="deadline of one generation (s)")
+    parser.add_argument("--first-message-timeout-s", type=float, help="streaming: 504 without a first token by then")
+    parser.add_argument("--health-timeout-s", type=float, help="timeout of the readiness probe's health checks")
     parser.add_argument("--log-level", help="CRITICAL, ERROR, WARNING, INFO or DEBUG")
+    parser.add_argument("--log-format", choices=["json", "text"], help="JSON lines (default) or text")
     return parser.parse_args(argv)
 
 
@@ -57,12 +80,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         keys_main(argv[1:])
         return
     settings = load_settings(argv)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
+        load_routes(settings)  # a bad routes file fails here, at start
         app = create_app(settings)
-    except KeyFileError as exc:
+    except (KeyFileError, RoutesError) as exc:
         raise SystemExit(f"ortserve-bridge: {exc}") from None
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, log_level=settings.log_level.lower())
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
+    )
 
 
 if __name__ == "__main__":

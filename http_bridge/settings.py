@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
@@ -17,7 +17,29 @@ class BridgeSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # gRPC target of the inference service: host:port, or a gRPC URI naming several replicas
+    # (dns:///inference:50051, ipv4:10.0.0.1:50051,10.0.0.2:50051), balanced per request (load_balancing).
     inference_target: str = "127.0.0.1:50051"
+    # Model id → gRPC target (same forms as inference_target). Env: a JSON object. When set (here or in
+    # model_routes_file) only these models are served: any other model is a 404 and inference_target is unused.
+    model_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # JSON file with the same object as model_routes (both may be given; model_routes wins per model).
+    model_routes_file: Path | None = None
+    # gRPC client-side load-balancing policy over the addresses a target resolves to.
+    load_balancing: Literal["round_robin", "pick_first"] = "round_robin"
+    # gRPC client-side health checking: replicas whose GenerationService is not SERVING get no requests.
+    health_check: bool = True
+    # TLS to the inference service: on when tls is true or any tls_*_file is set (system roots without a CA file).
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    # Client certificate and key for mutual TLS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Name expected in the service's certificate when it differs from the target's host (e.g. ipv4: lists).
+    tls_server_name: str | None = None
+    # HTTPS on the bridge's own port (passed to uvicorn as ssl_certfile / ssl_keyfile).
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
     # Deadline of one Generate call (whole generation, stream or not).
     request_timeout_s: float = Field(default=600.0, gt=0)
     # How long a streaming request may wait for its first message before it fails with 504.
@@ -30,6 +52,7 @@ class BridgeSettings(BaseSettings):
     # File of sha256 key hashes (`python -m http_bridge keys create --file PATH`); adds to api_keys.
     api_keys_file: Path | None = None
     log_level: LogLevel = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -41,7 +64,26 @@ class BridgeSettings(BaseSettings):
             return [key.strip() for key in text.split(",") if key.strip()]
         return value
 
+    @field_validator("model_routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, value: object) -> object:
+        if isinstance(value, str):  # env var or CLI flag: JSON text; empty = no routes
+            return json.loads(value) if value.strip() else {}
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_tls_pairs(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together (client certificate for mutual TLS)")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (HTTPS on the bridge)")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls or self.tls_ca_file is not None or self.tls_cert_file is not None

@@ -18,7 +18,7 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready")
 async def ready(client: ClientDep, settings: SettingsDep) -> JSONResponse:
-    """200 when the inference service's gRPC health reports SERVING for GenerationService, else 503."""
+    """200 when every inference target (every model route) has a replica whose GenerationService is SERVING."""
     if await client.health(settings.health_timeout_s):
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "not_ready"}, status_code=503)

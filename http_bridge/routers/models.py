@@ -12,12 +12,13 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["models"])
 
 @router.get("/v1/models")
 async def list_models(client: ClientDep) -> ModelList:
+    # Every served model; with model routes, the union over the routed targets (routing.py).
     infos = await client.list_models()
     return ModelList(data=[Model(id=info.id, created=info.created) for info in infos])
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, client: ClientDep) -> Model:
-    # An unknown id comes back as gRPC NOT_FOUND → 404 model_not_found (errors.py).
+    # Unknown id: 404 model_not_found, from routing.py (no route) or from the service (gRPC NOT_FOUND, errors.py).
     info = await client.get_model_info(model_id)
     return Model(id=info.id or model_id, created=info.created)

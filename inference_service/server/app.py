@@ -48,7 +48,12 @@ class InferenceServer:
         model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        credentials = server_credentials(settings)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         self._draining = False
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
@@ -97,7 +102,9 @@ class InferenceServer:
             logger.info("metrics on http://%s:%d/metrics", self.settings.host, self.settings.metrics_port)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         watcher = asyncio.create_task(self._watch())
-        logger.info("serving %s on %s:%d", sorted(self.models), self.settings.host, self.port)
+        logger.info(
+            "serving %s on %s:%d (%s)", sorted(self.models), self.settings.host, self.port, _transport(self.settings)
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,6 +118,24 @@ class InferenceServer:
         for model in self.models.values():
             await model.engine.stop()
         logger.info("stopped")
+
+
+def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings (None = plaintext); a client CA makes client certificates mandatory."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file is not None else None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def _transport(settings: ServiceSettings) -> str:
+    if settings.tls_cert_file is None:
+        return "plaintext"
+    return "mutual TLS" if settings.tls_client_ca_file is not None else "TLS"
 
 
 async def serve(settings: ServiceSettings, models: dict[str, ServedModel]) -> None:

@@ -85,7 +85,7 @@ def test_keys_file_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_bad_keys_file_stops_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("http_bridge.__main__.configure_logging", lambda level: None)
+    monkeypatch.setattr("http_bridge.__main__.configure_logging", lambda *args: None)
     path = tmp_path / "keys"
     path.write_text("sk-ortserve-oops-a-plain-key\n")
     with pytest.raises(SystemExit) as caught:
