@@ -4,13 +4,17 @@ and merge several streams (one per prompt of a text completion). Closing any of 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TypeVar
 
 from fastapi import Request
 
-from http_bridge.errors import UpstreamProtocolError, UpstreamTimeoutError
+from http_bridge import sse
+from http_bridge.errors import UpstreamProtocolError, UpstreamTimeoutError, error_event
 from inference_service.api.v1 import generation_pb2 as pb
+
+logger = logging.getLogger(__name__)
 
 Stream = AsyncGenerator[pb.GenerateResponse, None]
 Indexed = tuple[int, pb.GenerateResponse]
@@ -96,3 +100,20 @@ async def read_all_unless_disconnected(stream: AsyncGenerator[T, None], request:
         for task in (reader, watcher):
             task.cancel()
         await asyncio.gather(reader, watcher, return_exceptions=True)
+
+
+async def sse_body(events: AsyncGenerator[bytes, None], upstream: AsyncGenerator[T, None]) -> AsyncIterator[bytes]:
+    """The events, then `data: [DONE]`. After the 200 went out an error travels in-band as one error event.
+
+    Closing this generator (the client left) closes `upstream`, which cancels its gRPC call(s).
+    """
+    try:
+        async for item in events:
+            yield item
+    except Exception as exc:
+        logger.warning("stream failed after it started: %r", exc)
+        yield sse.event(error_event(exc))
+    finally:
+        await events.aclose()
+        await upstream.aclose()
+    yield sse.DONE

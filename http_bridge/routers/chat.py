@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from http_bridge import sse, streams, translate
 from http_bridge.deps import ClientDep, FingerprintsDep, SettingsDep, require_api_key
-from http_bridge.errors import error_event
 from http_bridge.request_context import current_request_id
 from http_bridge.schemas import ChatCompletion, ChatCompletionRequest
 from inference_service.api.v1 import generation_pb2 as pb
@@ -23,29 +22,19 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["chat"])
 
 async def _events(
     meta: translate.CompletionMeta, body: ChatCompletionRequest, first: pb.GenerateResponse, stream: streams.Stream
-) -> AsyncIterator[bytes]:
-    """SSE body: role chunks, content chunks, finish chunks, optional usage chunk, [DONE].
-
-    Closing this generator (client gone) closes `stream`, which cancels the gRPC call.
-    """
+) -> AsyncGenerator[bytes, None]:
+    """SSE events: role chunks, content chunks, finish chunks, optional usage chunk (streams.sse_body frames them)."""
     usage = translate.UsageTotals()
-    try:
-        for chunk in translate.role_chunks(meta, body.n):
-            yield sse.event(chunk)
-        response: pb.GenerateResponse | None = first
-        while response is not None:
-            chunk_or_none = translate.to_chunk(meta, response, usage)
-            if chunk_or_none is not None:
-                yield sse.event(chunk_or_none)
-            response = await anext(stream, None)
-        if body.include_usage:
-            yield sse.event(translate.usage_chunk(meta, usage))
-    except Exception as exc:  # after the 200 went out, errors travel in-band as one error event
-        logger.warning("stream failed after it started: %r", exc)
-        yield sse.event(error_event(exc))
-    finally:
-        await stream.aclose()
-    yield sse.DONE
+    for chunk in translate.role_chunks(meta, body.n):
+        yield sse.event(chunk)
+    response: pb.GenerateResponse | None = first
+    while response is not None:
+        chunk_or_none = translate.to_chunk(meta, response, usage)
+        if chunk_or_none is not None:
+            yield sse.event(chunk_or_none)
+        response = await anext(stream, None)
+    if body.include_usage:
+        yield sse.event(translate.usage_chunk(meta, usage))
 
 
 @router.post(
@@ -73,7 +62,7 @@ async def create_chat_completion(
     if body.stream:
         first = await streams.first_message(stream, settings.first_message_timeout_s)
         return sse.EventStreamResponse(
-            _events(meta, body, first, stream),
+            streams.sse_body(_events(meta, body, first, stream), stream),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     responses = await streams.read_all_unless_disconnected(stream, request)

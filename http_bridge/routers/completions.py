@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -13,7 +13,6 @@ from http_bridge import sse, streams
 from http_bridge.completion_schemas import CompletionRequest, TextCompletion
 from http_bridge.completion_translate import ChunkTranslator, CompletionUsage, to_generate_requests, to_text_completion
 from http_bridge.deps import ClientDep, FingerprintsDep, SettingsDep, require_api_key
-from http_bridge.errors import error_event
 from http_bridge.request_context import current_request_id
 from http_bridge.translate import CompletionMeta
 
@@ -24,21 +23,14 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["completions"]
 
 async def _events(
     translator: ChunkTranslator, merged: AsyncGenerator[streams.Indexed, None], include_usage: bool
-) -> AsyncIterator[bytes]:
-    """SSE body: text chunks, one finish chunk per choice, optional usage chunk, [DONE]."""
-    try:
-        async for prompt_index, response in merged:
-            chunk = translator.chunk(prompt_index, response)
-            if chunk is not None:
-                yield sse.event(chunk)
-        if include_usage:
-            yield sse.event(translator.usage_chunk())
-    except Exception as exc:  # after the 200 went out, errors travel in-band as one error event
-        logger.warning("stream failed after it started: %r", exc)
-        yield sse.event(error_event(exc))
-    finally:
-        await merged.aclose()
-    yield sse.DONE
+) -> AsyncGenerator[bytes, None]:
+    """SSE events: text chunks, one finish chunk per choice, optional usage chunk (streams.sse_body frames them)."""
+    async for prompt_index, response in merged:
+        chunk = translator.chunk(prompt_index, response)
+        if chunk is not None:
+            yield sse.event(chunk)
+    if include_usage:
+        yield sse.event(translator.usage_chunk())
 
 
 @router.post(
@@ -67,8 +59,9 @@ async def create_completion(
     if body.stream:
         firsts = await streams.first_messages(calls, settings.first_message_timeout_s)
         translator = ChunkTranslator(meta, body.n, CompletionUsage.for_prompts(len(calls)))
+        merged = streams.merge(calls, firsts)
         return sse.EventStreamResponse(
-            _events(translator, streams.merge(calls, firsts), body.include_usage),
+            streams.sse_body(_events(translator, merged, body.include_usage), merged),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     responses = await streams.read_all_unless_disconnected(streams.merge(calls), request)
