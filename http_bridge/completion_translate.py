@@ -68,14 +68,7 @@ class CompletionUsage:
 
 
 def _completion(meta: CompletionMeta, choices: list[CompletionChoice], usage: Usage | None) -> TextCompletion:
-    return TextCompletion(
-        id=meta.id,
-        created=meta.created,
-        model=meta.model,
-        system_fingerprint=meta.system_fingerprint,
-        choices=choices,
-        usage=usage,
-    )
+    return TextCompletion(**meta.header(), choices=choices, usage=usage)
 
 
 @dataclass(slots=True)

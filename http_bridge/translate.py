@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from http_bridge.schemas import (
     ChatCompletion,
@@ -124,16 +125,18 @@ class CompletionMeta:
     system_fingerprint: str
     logprobs: bool = False
 
+    def header(self) -> dict[str, Any]:
+        """The fields every response object of the request carries."""
+        return {
+            "id": self.id,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+        }
+
 
 def _chunk(meta: CompletionMeta, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
-    return ChatCompletionChunk(
-        id=meta.id,
-        created=meta.created,
-        model=meta.model,
-        system_fingerprint=meta.system_fingerprint,
-        choices=choices,
-        usage=usage,
-    )
+    return ChatCompletionChunk(**meta.header(), choices=choices, usage=usage)
 
 
 def role_chunks(meta: CompletionMeta, n: int) -> list[ChatCompletionChunk]:
@@ -193,11 +196,4 @@ def to_completion(meta: CompletionMeta, responses: Iterable[pb.GenerateResponse]
         )
         for i, state in enumerate(states)
     ]
-    return ChatCompletion(
-        id=meta.id,
-        created=meta.created,
-        model=meta.model,
-        system_fingerprint=meta.system_fingerprint,
-        choices=choices,
-        usage=usage.to_usage(),
-    )
+    return ChatCompletion(**meta.header(), choices=choices, usage=usage.to_usage())
