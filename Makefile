@@ -7,7 +7,7 @@ INFERENCE_PORT ?= 50051
 BRIDGE_PORT    ?= 8000
 export INFERENCE_PORT BRIDGE_PORT
 
-.PHONY: install model serve test lint typecheck buf-lint proto pytest clean bench node-deps
+.PHONY: install model serve test lint typecheck buf-lint proto pytest clean bench node-deps soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,10 +48,21 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
 
 node-deps: $(NODE_DIR)/node_modules/.installed
 
-pytest: model node-deps
+# Debian's chromium for the playground's browser test (tests/e2e/test_playground.py; CI runs as root on Debian).
+# A file target: skipped when /usr/bin/chromium exists. Playwright drives it; `playwright install` is never run.
+/usr/bin/chromium:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+pytest: model node-deps /usr/bin/chromium
 	$(BIN)/pytest -q -ra
 
 test: lint typecheck buf-lint pytest
+
+# not in `make test`: the stack under 32 streaming clients for SOAK_DURATION s; writes its figures into
+# docs/reliability.md and fails on any unintended error or ≥ 10 % inference RSS growth
+SOAK_DURATION ?= 300
+soak: model
+	$(BIN)/python -m tests.soak.run --duration $(SOAK_DURATION) $(SOAK_ARGS)
 
 # not a test and not in CI: builds llama-server on first use, runs both servers, writes docs/benchmarks.md (+ .png)
 bench: model

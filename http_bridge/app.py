@@ -7,15 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from http_bridge.client import InferenceClientProtocol
+from http_bridge.cors import cors_options
 from http_bridge.errors import register_exception_handlers
 from http_bridge.fingerprints import FingerprintCache
 from http_bridge.keys import KeyStore
+from http_bridge.limits import BodySizeLimitMiddleware
 from http_bridge.metrics import BridgeMetrics, MeteredClient, MetricsMiddleware
 from http_bridge.middleware import RequestContextMiddleware
 from http_bridge.openapi import build_openapi
-from http_bridge.routers import chat, completions, health, models
+from http_bridge.routers import chat, completions, health, models, playground
 from http_bridge.routers import metrics as metrics_router
 from http_bridge.routing import RoutingClient
 from http_bridge.settings import BridgeSettings
@@ -62,12 +65,16 @@ def create_app(settings: BridgeSettings | None = None, client: InferenceClientPr
     app.state.fingerprints = FingerprintCache()
     app.state.keys = keys
     register_exception_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)
+    if settings.cors_allow_origins:  # outermost, so that errors and preflights carry the CORS headers too
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_allow_origins))
     app.include_router(health.router)
     app.include_router(metrics_router.router)
     app.include_router(models.router)
     app.include_router(chat.router)
     app.include_router(completions.router)
+    app.include_router(playground.router)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -79,7 +79,8 @@ class SamplingRequest(BaseModel):
 
     model: str
     n: int = Field(default=1, ge=1, le=128)
-    stop: Annotated[list[str] | None, WithJsonSchema(STOP_SCHEMA)] = Field(default=None, max_length=4)
+    # Count and length are bounded by settings (http_bridge/limits.py: max_stop_sequences, max_stop_chars).
+    stop: Annotated[list[str] | None, WithJsonSchema(STOP_SCHEMA)] = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)

@@ -53,8 +53,20 @@ class BridgeSettings(BaseSettings):
     api_keys_file: Path | None = None
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
+    # Request limits (docs/reliability.md): a body over max_body_bytes is a 413, the others a 400, OpenAI-shaped.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(default=256, ge=1)
+    # Characters of one message's content (text parts joined), and of each text prompt of /v1/completions.
+    max_message_chars: int = Field(default=131_072, ge=1)
+    max_stop_sequences: int = Field(default=4, ge=0)
+    max_stop_chars: int = Field(default=256, ge=1)
+    # Choices of one request: n for chat, n × number of prompts for /v1/completions (each is one sequence).
+    max_choices: int = Field(default=128, ge=1)
+    # Browser origins allowed by CORS (e.g. https://app.example.com, or * for any). Empty = CORS off.
+    # Env: JSON list or comma-separated.
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "cors_allow_origins", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from http_bridge import sse, streams, translate
+from http_bridge import limits, sse, streams, translate
 from http_bridge.deps import ClientDep, FingerprintsDep, SettingsDep, require_api_key
 from http_bridge.request_context import current_request_id
 from http_bridge.schemas import ChatCompletion, ChatCompletionRequest
@@ -49,6 +49,7 @@ async def create_chat_completion(
     settings: SettingsDep,
     fingerprints: FingerprintsDep,
 ) -> Response:
+    limits.check_chat(body, settings)
     request_id = current_request_id()
     meta = translate.CompletionMeta(
         id=f"chatcmpl-{request_id}",

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from http_bridge import sse, streams
+from http_bridge import limits, sse, streams
 from http_bridge.completion_schemas import CompletionRequest, TextCompletion
 from http_bridge.completion_translate import ChunkTranslator, CompletionUsage, to_generate_requests, to_text_completion
 from http_bridge.deps import ClientDep, FingerprintsDep, SettingsDep, require_api_key
@@ -45,6 +45,7 @@ async def create_completion(
     settings: SettingsDep,
     fingerprints: FingerprintsDep,
 ) -> Response:
+    limits.check_completion(body, settings)
     request_id = current_request_id()
     meta = CompletionMeta(
         id=f"cmpl-{request_id}",

@@ -31,7 +31,7 @@ USER = [{"role": "user", "content": "hi"}]
         ({**GOOD, "top_logprobs": 2}, "top_logprobs", None),
         ({**GOOD, "logit_bias": {"5": 101}}, "logit_bias.5", None),
         ({**GOOD, "logit_bias": {"abc": 1}}, "logit_bias.abc", None),
-        ({**GOOD, "stop": ["a", "b", "c", "d", "e"]}, "stop", None),
+        ({**GOOD, "stop": ["a", "b", "c", "d", "e"]}, "stop", "array_above_max_length"),
         ({**GOOD, "stream_options": {"include_usage": True}}, "stream_options", None),
         ({**GOOD, "messages": []}, "messages", None),
         ({**GOOD, "messages": [{"role": "tool", "content": "x"}]}, "messages[0].role", None),
