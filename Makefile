@@ -15,7 +15,7 @@ $(BIN)/python:
 
 # reinstall when the dependency list changes
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -66,7 +66,6 @@ soak: model
 
 # not a test and not in CI: builds llama-server on first use, runs both servers, writes docs/benchmarks.md (+ .png)
 bench: model
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench compare $(BENCH_ARGS)
 
 clean:
