@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,15 @@ def start_bridge(target: str, port: int, log_dir: Path, *flags: str, name: str =
 def load(target: str) -> model_pb2.GetServerLoadResponse:
     with grpc.insecure_channel(target) as channel:
         return model_pb2_grpc.ModelServiceStub(channel).GetServerLoad(model_pb2.GetServerLoadRequest(), timeout=5)
+
+
+def wait_for_running(target: str, expected: int = 0, timeout: float = 10.0) -> float:
+    """Seconds until `expected` sequences run (and, for 0, none wait either); fails after `timeout`."""
+    started = time.monotonic()
+    while (now := load(target)).running_sequences != expected or (expected == 0 and now.waiting_requests):
+        assert time.monotonic() - started < timeout, f"still {now} after {timeout} s"
+        time.sleep(0.05)
+    return time.monotonic() - started
 
 
 def rss_kib(pid: int) -> int:

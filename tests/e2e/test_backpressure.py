@@ -19,7 +19,15 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import MODEL_ID, Process, free_port
-from tests.e2e.reliability import LONG_CHAT, is_openai_error, load, sse_payloads, start_bridge, start_service
+from tests.e2e.reliability import (
+    LONG_CHAT,
+    is_openai_error,
+    load,
+    sse_payloads,
+    start_bridge,
+    start_service,
+    wait_for_running,
+)
 
 pytestmark = pytest.mark.e2e
 QUEUE_WAIT_S = 1.0
@@ -52,14 +60,6 @@ def tiny(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             process.stop()
 
 
-def wait_idle(target: str, timeout: float = 10.0) -> float:
-    started = time.monotonic()
-    while (now := load(target)).running_sequences or now.waiting_requests:
-        assert time.monotonic() - started < timeout, f"still busy after {timeout} s: {now}"
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
 @dataclass
 class Outcome:
     status: int
@@ -69,7 +69,7 @@ class Outcome:
 
 
 def test_beyond_capacity_429_at_once_and_queue_wait_504(tiny: Tiny) -> None:
-    wait_idle(tiny.target)
+    wait_for_running(tiny.target)
     outcomes: list[Outcome] = []
     lock, release = threading.Lock(), threading.Event()
 
@@ -111,14 +111,14 @@ def test_beyond_capacity_429_at_once_and_queue_wait_504(tiny: Tiny) -> None:
             assert is_openai_error(o.body) and o.body["error"]["type"] == "timeout"
     slowest_429 = max(o.seconds for o in outcomes if o.status == 429)
     print(f"429 latency: slowest of 8 = {slowest_429 * 1000:.0f} ms")
-    wait_idle(tiny.target)
+    wait_for_running(tiny.target)
     after = httpx.post(f"{tiny.base_url}/v1/chat/completions", json={**LONG_CHAT, "max_tokens": 3}, timeout=60)
     assert after.status_code == 200
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_expired_bridge_deadline_cancels_and_frees_the_sequence(tiny: Tiny, stream: bool) -> None:
-    wait_idle(tiny.target)
+    wait_for_running(tiny.target)
     url = f"{tiny.short_url}/v1/chat/completions"
     started = time.monotonic()
     with httpx.Client(timeout=60) as client, client.stream("POST", url, json={**LONG_CHAT, "stream": stream}) as r:
@@ -135,7 +135,7 @@ def test_expired_bridge_deadline_cancels_and_frees_the_sequence(tiny: Tiny, stre
             assert is_openai_error(r.json()) and r.json()["error"]["type"] == "timeout"
     elapsed = time.monotonic() - started
     assert BRIDGE_TIMEOUT_S * 0.9 <= elapsed < BRIDGE_TIMEOUT_S + 10
-    freed = wait_idle(tiny.target, timeout=5)
+    freed = wait_for_running(tiny.target, timeout=5)
     print(f"deadline {BRIDGE_TIMEOUT_S} s (stream={stream}): answered after {elapsed:.2f} s, freed {freed:.2f} s later")
     assert load(tiny.target).kv_tokens_used <= load(tiny.target).kv_tokens_total
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
-from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 
-from inference_service.api.v1 import model_pb2, model_pb2_grpc
 from tests.e2e.conftest import MODEL_ID, Stack
+from tests.e2e.reliability import load, wait_for_running
 
 pytestmark = pytest.mark.e2e
 LONG: dict[str, Any] = {
@@ -25,30 +22,9 @@ LONG: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def models(stack: Stack) -> Iterator[model_pb2_grpc.ModelServiceStub]:
-    with grpc.insecure_channel(stack.grpc_target) as channel:
-        yield model_pb2_grpc.ModelServiceStub(channel)
-
-
-def running(models: model_pb2_grpc.ModelServiceStub) -> int:
-    return int(models.GetServerLoad(model_pb2.GetServerLoadRequest(), timeout=5).running_sequences)
-
-
-def wait_for_running(models: model_pb2_grpc.ModelServiceStub, expected: int, timeout: float) -> float:
-    """Seconds until running_sequences == expected (fails after `timeout`)."""
-    start = time.monotonic()
-    while (count := running(models)) != expected:
-        assert time.monotonic() - start < timeout, f"{count} sequences still running after {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - start
-
-
 @pytest.mark.parametrize(("path", "body"), [("/v1/chat/completions", LONG), ("/v1/completions", {"prompt": "Once"})])
-def test_closing_sse_streams_frees_every_sequence(
-    stack: Stack, models: model_pb2_grpc.ModelServiceStub, path: str, body: dict[str, Any]
-) -> None:
-    wait_for_running(models, 0, timeout=30)
+def test_closing_sse_streams_frees_every_sequence(stack: Stack, path: str, body: dict[str, Any]) -> None:
+    wait_for_running(stack.grpc_target, 0, timeout=30)
     request = {**LONG, **body}
     if "prompt" in body:
         del request["messages"]
@@ -61,14 +37,14 @@ def test_closing_sse_streams_frees_every_sequence(
             readers.append(lines)
             chunks = [line for line in itertools.islice(lines, 6) if line.startswith("data: {")]
             assert len(chunks) == 3  # blank separator lines between events
-        assert running(models) == 4  # all still generating while the clients are connected
+        assert load(stack.grpc_target).running_sequences == 4  # all still generating while the clients are connected
     # The four connections are closed now.
-    wait_for_running(models, 0, timeout=3)
+    wait_for_running(stack.grpc_target, 0, timeout=3)
 
 
-def test_non_stream_client_timeout_frees_its_sequence(stack: Stack, models: model_pb2_grpc.ModelServiceStub) -> None:
-    wait_for_running(models, 0, timeout=30)
+def test_non_stream_client_timeout_frees_its_sequence(stack: Stack) -> None:
+    wait_for_running(stack.grpc_target, 0, timeout=30)
     body = {**LONG, "stream": False}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, timeout=httpx.Timeout(60, read=1.5))
-    wait_for_running(models, 0, timeout=3)
+    wait_for_running(stack.grpc_target, 0, timeout=3)

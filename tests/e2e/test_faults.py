@@ -21,11 +21,11 @@ from tests.e2e.reliability import (
     LONG_CHAT,
     error_of,
     is_openai_error,
-    load,
     rss_kib,
     sse_payloads,
     start_bridge,
     start_service,
+    wait_for_running,
 )
 
 pytestmark = pytest.mark.e2e
@@ -61,14 +61,6 @@ def pair(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         pair.service.stop()
 
 
-def wait_idle(target: str, timeout: float) -> float:
-    started = time.monotonic()
-    while load(target).running_sequences or load(target).waiting_requests:
-        assert time.monotonic() - started < timeout, f"sequences still running after {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
 def test_engine_exception_fails_only_its_request(pair: Pair) -> None:
     url = f"{pair.base_url}/v1/chat/completions"
     results: dict[int, int] = {}
@@ -101,7 +93,7 @@ def test_engine_exception_fails_only_its_request(pair: Pair) -> None:
     assert httpx.get(f"{pair.base_url}/health/ready", timeout=5).status_code == 200
     after = httpx.post(url, json={**LONG_CHAT, "max_tokens": 4}, timeout=60)
     assert after.status_code == 200 and after.json()["usage"]["completion_tokens"] == 4  # the engine still steps
-    wait_idle(pair.target, 10)
+    wait_for_running(pair.target, timeout=10)
 
 
 async def _short_stream(client: httpx.AsyncClient, url: str, chunks: int) -> int:
@@ -132,11 +124,11 @@ async def _disconnect_many(url: str, total: int, at_once: int) -> list[int]:
 def test_hundred_client_disconnects_free_everything(pair: Pair) -> None:
     url = f"{pair.base_url}/v1/chat/completions"
     asyncio.run(_disconnect_many(url, 20, 10))  # warm-up: allocator and caches reach their working size
-    wait_idle(pair.target, 10)
+    wait_for_running(pair.target, timeout=10)
     before = rss_kib(pair.service.popen.pid)
     seen = asyncio.run(_disconnect_many(url, 100, 10))
     assert len(seen) == 100 and all(1 <= n <= 3 for n in seen)
-    freed = wait_idle(pair.target, 5)
+    freed = wait_for_running(pair.target, timeout=5)
     after = rss_kib(pair.service.popen.pid)
     growth = (after - before) / before
     print(f"100 disconnects: running back to 0 in {freed:.2f} s; RSS {before} → {after} KiB ({growth:+.1%})")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from inference_service.api.v1 import model_pb2, model_pb2_grpc
 from tests.e2e.conftest import MODEL_ID, AuthBridge, Stack
+from tests.e2e.reliability import load, wait_for_running
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (installed by `make test`); never `playwright install`
@@ -65,23 +63,6 @@ def page(browser: Browser) -> Iterator[Page]:
     yield page
     context.close()
     assert errors == []
-
-
-@pytest.fixture(scope="module")
-def models(stack: Stack) -> Iterator[model_pb2_grpc.ModelServiceStub]:
-    with grpc.insecure_channel(stack.grpc_target) as channel:
-        yield model_pb2_grpc.ModelServiceStub(channel)
-
-
-def running(models: model_pb2_grpc.ModelServiceStub) -> int:
-    return int(models.GetServerLoad(model_pb2.GetServerLoadRequest(), timeout=5).running_sequences)
-
-
-def wait_for_running(models: model_pb2_grpc.ModelServiceStub, expected: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while (count := running(models)) != expected:
-        assert time.monotonic() < deadline, f"{count} sequences still running after {timeout} s"
-        time.sleep(0.05)
 
 
 def open_playground(page: Page, base_url: str) -> None:
@@ -143,10 +124,8 @@ def test_chat_streams_token_by_token(stack: Stack, page: Page, tmp_path: Path) -
     assert "from openai import OpenAI" in python and "temperature=0," in python and "seed=7," in python
 
 
-def test_stop_cancels_generation_on_the_server(
-    stack: Stack, page: Page, models: model_pb2_grpc.ModelServiceStub
-) -> None:
-    wait_for_running(models, 0, timeout=30)
+def test_stop_cancels_generation_on_the_server(stack: Stack, page: Page) -> None:
+    wait_for_running(stack.grpc_target, 0, timeout=30)
     open_playground(page, stack.base_url)
     expect(page.locator("#model option")).to_have_text([MODEL_ID])
     set_params(page, temperature="0", max_tokens="1500")
@@ -158,10 +137,11 @@ def test_stop_cancels_generation_on_the_server(
         "() => document.querySelector('.message.assistant .content').textContent.length > 40", polling=50
     )
     expect(reply).to_have_attribute("data-state", "streaming")
-    assert running(models) == 1  # still generating
+    assert load(stack.grpc_target).running_sequences == 1  # still generating
     page.click("#stop")
     expect(reply).to_have_attribute("data-state", "stopped")
-    wait_for_running(models, 0, timeout=5)  # the bridge cancelled the gRPC call; the engine freed the sequence
+    # the bridge cancelled the gRPC call; the engine freed the sequence
+    wait_for_running(stack.grpc_target, 0, timeout=5)
     assert "stopped by you" in reply.locator(".stats").inner_text()
     expect(page.locator("#status")).to_have_text("Stopped.")
     expect(page.locator("#stop")).to_be_disabled()

@@ -4,7 +4,6 @@ and the service stays healthy with nothing left running."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 from inference_service.api.v1 import generation_pb2 as pb
 from inference_service.api.v1 import generation_pb2_grpc
 from tests.e2e.conftest import MODEL_ID, Process, free_port, grpc_serving
-from tests.e2e.reliability import READY, load, start_service
+from tests.e2e.reliability import READY, start_service, wait_for_running
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = 200
@@ -146,7 +145,4 @@ def test_service_healthy_after_fuzzing(service: tuple[Process, str]) -> None:
     assert sum(outcomes.values()) >= EXAMPLES * 0.9 and outcomes.get("OK", 0) > 0
     assert process.popen.poll() is None
     assert grpc_serving(target, READY)
-    deadline = time.monotonic() + 10
-    while (now := load(target)).running_sequences or now.waiting_requests:
-        assert time.monotonic() < deadline, f"left running: {now}"
-        time.sleep(0.05)
+    wait_for_running(target, 0, timeout=10)
