@@ -14,14 +14,16 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$BIN/python" -m inference_service serve --model "${ORTSERVE_MODEL:-default}" --port "$INFERENCE_PORT" &
+"$BIN/python" -m inference_service serve --model "${ORTSERVE_MODEL:-default}" --port "$INFERENCE_PORT" \
+  --log-format "${ORTSERVE_LOG_FORMAT:-text}" &
 pids+=($!)
-"$BIN/python" -m http_bridge --inference-target "127.0.0.1:$INFERENCE_PORT" --port "$BRIDGE_PORT" &
+"$BIN/python" -m http_bridge --inference-target "127.0.0.1:$INFERENCE_PORT" --port "$BRIDGE_PORT" \
+  --log-format "${ORTSERVE_LOG_FORMAT:-text}" &
 pids+=($!)
 
 for _ in $(seq 1 120); do
   if curl -fsS "http://127.0.0.1:$BRIDGE_PORT/health/ready" >/dev/null 2>&1; then
-    echo "ortserve is ready: http://127.0.0.1:$BRIDGE_PORT/v1 (gRPC on 127.0.0.1:$INFERENCE_PORT). Ctrl-C stops it."
+    echo "ortserve is ready: OpenAI API http://127.0.0.1:$BRIDGE_PORT/v1, playground http://127.0.0.1:$BRIDGE_PORT/, gRPC 127.0.0.1:$INFERENCE_PORT. Ctrl-C stops it."
     break
   fi
   sleep 1
