@@ -71,6 +71,8 @@ def is_openai_error(body: Any) -> bool:
         and set(error) == {"message", "type", "param", "code"}
         and isinstance(error["message"], str)
         and isinstance(error["type"], str)
+        and (error["param"] is None or isinstance(error["param"], str))
+        and (error["code"] is None or isinstance(error["code"], str))
     )
 
 

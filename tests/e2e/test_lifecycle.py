@@ -16,10 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from inference_service.api.v1 import generation_pb2 as pb
 from inference_service.api.v1 import generation_pb2_grpc
-from tests.e2e.conftest import MODEL_ID, Process, free_port, grpc_serving, start, wait_until
+from tests.e2e.conftest import MODEL_ID, Process, free_port, grpc_serving
+from tests.e2e.reliability import READY, start_service
 
 pytestmark = pytest.mark.e2e
-READY = "inference_service.api.v1.GenerationService"
 
 
 def long_request(max_tokens: int = 120) -> pb.GenerateRequest:
@@ -34,32 +34,10 @@ def long_request(max_tokens: int = 120) -> pb.GenerateRequest:
 @pytest.fixture
 def service(model_dir: Path, tmp_path: Path) -> Iterator[tuple[Process, str, int]]:
     port, metrics_port = free_port(), free_port()
-    process = start(
-        "inference-lifecycle",
-        [
-            "-m",
-            "inference_service",
-            "serve",
-            "--model",
-            str(model_dir),
-            "--model-id",
-            MODEL_ID,
-            "--port",
-            str(port),
-            "--metrics-port",
-            str(metrics_port),
-            "--max-model-len",
-            "1024",
-            "--shutdown-grace-s",
-            "30",
-            "--fault-injection",
-            "true",
-        ],
-        tmp_path,
-    )
+    flags = ("--metrics-port", str(metrics_port), "--shutdown-grace-s", "30", "--fault-injection", "true")
+    process = start_service(model_dir, port, tmp_path, *flags, name="inference-lifecycle")
     target = f"127.0.0.1:{port}"
     try:
-        wait_until(lambda: grpc_serving(target, READY), process)
         yield process, target, metrics_port
     finally:
         process.stop()

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, settings
 
 from http_bridge.app import create_app
 from http_bridge.settings import BridgeSettings
+from tests.e2e.reliability import is_openai_error
 from tests.http_bridge.fakes import FakeClient
 
 CASES_PER_OPERATION = 150
@@ -17,18 +18,6 @@ MIN_TOTAL_CASES = 1000
 app = create_app(BridgeSettings(_env_file=None, first_message_timeout_s=5, request_timeout_s=30), client=FakeClient())
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 tried: dict[str, int] = {}
-
-
-def is_openai_error(body: object) -> bool:
-    error = body.get("error") if isinstance(body, dict) else None
-    return (
-        isinstance(error, dict)
-        and set(error) == {"message", "type", "param", "code"}
-        and isinstance(error["message"], str)
-        and isinstance(error["type"], str)
-        and (error["param"] is None or isinstance(error["param"], str))
-        and (error["code"] is None or isinstance(error["code"], str))
-    )
 
 
 @schema.parametrize()
