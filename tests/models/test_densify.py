@@ -11,6 +11,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from inference_service.models.densify import dense_model_path, densify
+from inference_service.models.gguf_weights import BlockQuantized
+from inference_service.models.llama_graph import IR_VERSION, OPSETS, _Builder
 
 K, N, BLOCK = 96, 40, 32
 
@@ -89,5 +91,37 @@ def test_default_model_dense_twin_is_cached(model_dir: Path, tmp_path: Path) -> 
     mtime = first.stat().st_mtime_ns
     assert dense_model_path(model_dir / "model.onnx", tmp_path) == first
     assert first.stat().st_mtime_ns == mtime
-    ops = {n.op_type for n in onnx.load(str(first), load_external_data=False).graph.node}
+    nodes = onnx.load(str(first), load_external_data=False).graph.node
+    ops = {n.op_type for n in nodes}
     assert "MatMulNBits" not in ops and "GroupQueryAttention" in ops
+    # every Q4_1 correction is folded: the only ReduceSum left sums the attention mask
+    assert [n.input[0] for n in nodes if n.op_type == "ReduceSum"] == ["attention_mask"]
+
+
+def test_q4_1_block_offset_is_folded_into_the_dense_weight() -> None:
+    """The converter's Q4_1 form (MatMulNBits + blocksum·offset) becomes one MatMul with the same values."""
+    rng = np.random.default_rng(7)
+    q = rng.integers(0, 16, (N, K), dtype=np.uint8)
+    packed = (q[:, 0::2] | (q[:, 1::2] << 4)).reshape(N, K // BLOCK, BLOCK // 2)
+    d = rng.random((N, K // BLOCK)).astype(np.float32)
+    m = -rng.random((N, K // BLOCK)).astype(np.float32)
+    builder = _Builder(accuracy_level=0)
+    y = builder.linear("A", BlockQuantized(4, N, K, packed, d, 8 * d + m), "proj")
+    builder.nodes.append(helper.make_node("Identity", [y], ["Y"]))
+    graph = helper.make_graph(
+        builder.nodes,
+        "g",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["B", "S", K])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["B", "S", N])],
+        builder.inits,
+    )
+    model = helper.make_model(graph, opset_imports=OPSETS)
+    model.ir_version = IR_VERSION
+    a = rng.standard_normal((2, 3, K)).astype(np.float32)
+    w = d.repeat(BLOCK, axis=1) * q + m.repeat(BLOCK, axis=1)  # Q4_1: w = d·q + m
+    expected = a.astype(np.float64) @ w.T.astype(np.float64)
+    assert np.allclose(run(model, a), expected, rtol=1e-5, atol=1e-4)  # the converter's form, before
+    assert densify(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "Identity"]
+    assert [t.name for t in model.graph.initializer] == [model.graph.node[0].input[1]]  # nothing left over
+    assert np.allclose(run(model, a), expected, rtol=1e-5, atol=1e-4)
