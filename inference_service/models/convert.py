@@ -26,7 +26,7 @@ from inference_service.models.pull import sha256_of
 
 logger = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 2
+CONVERTER_VERSION = 3  # 3: packed q, k, v into GroupQueryAttention (no Split)
 STAMP = "ortserve_convert.json"
 # SmolLM2-Instruct's recommended sampling; applies when a request leaves a parameter unset.
 DEFAULT_SEARCH = {"do_sample": True, "temperature": 0.2, "top_p": 0.9, "top_k": 50}

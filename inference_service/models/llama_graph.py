@@ -113,8 +113,6 @@ def _rope_cache(shape: LlamaShape) -> tuple[np.ndarray, np.ndarray]:
 
 def build_llama(shape: LlamaShape, weights: LlamaWeights, accuracy_level: int = 0) -> onnx.ModelProto:
     b = _Builder(accuracy_level)
-    kv_dim = shape.kv_heads * shape.head_dim
-    q_dim = shape.heads * shape.head_dim
 
     # seqlens_k [B] = valid length − 1, total [] = T, for GroupQueryAttention
     mask_sum = b.node("ReduceSum", ["attention_mask", b.init("axes_1", np.array([1], np.int64))], keepdims=0)[0]
@@ -148,11 +146,8 @@ def build_llama(shape: LlamaShape, weights: LlamaWeights, accuracy_level: int = 
     for i, layer in enumerate(weights.layers):
         p = f"layers.{i}"
         normed, residual = _norm(b, pending, residual, layer.attn_norm, f"{p}.attn_norm", shape.rms_eps)
-        qkv = b.linear(normed, layer.qkv, f"{p}.attn.qkv")
-        q, k, v = b.node(
-            "Split", [qkv, b.init(f"{p}.qkv_split", np.array([q_dim, kv_dim, kv_dim], np.int64))], n_out=3, axis=-1
-        )
-        attn = _gqa(b, q, k, v, i, seqlens[0], total_i32, shape)
+        qkv = b.linear(normed, layer.qkv, f"{p}.attn.qkv")  # [B, S, (heads + 2·kv_heads)·head_dim], packed
+        attn = _gqa(b, qkv, i, seqlens[0], total_i32, shape)
         pending = b.linear(attn, layer.o, f"{p}.attn.o")
         normed, residual = _norm(b, pending, residual, layer.ffn_norm, f"{p}.ffn_norm", shape.rms_eps)
         gate_up = b.linear(normed, layer.gate_up, f"{p}.mlp.gate_up")
@@ -209,15 +204,16 @@ def _norm(b: _Builder, x: str, residual: str | None, gamma: np.ndarray, prefix: 
     return out[0], out[3]
 
 
-def _gqa(b: _Builder, q: str, k: str, v: str, i: int, seqlens: str, total: str, shape: LlamaShape) -> str:
+def _gqa(b: _Builder, qkv: str, i: int, seqlens: str, total: str, shape: LlamaShape) -> str:
+    """GroupQueryAttention over packed q, k, v (key and value inputs left empty)."""
     name = f"layers.{i}.attn.gqa"
     b.nodes.append(
         helper.make_node(
             "GroupQueryAttention",
             [
-                q,
-                k,
-                v,
+                qkv,
+                "",
+                "",
                 f"past_key_values.{i}.key",
                 f"past_key_values.{i}.value",
                 seqlens,
