@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from inference_service.engine.prefix_cache import PrefixCacheConfig
@@ -31,7 +33,12 @@ def _serve(args: argparse.Namespace) -> None:
     from inference_service.server.app import serve
 
     overrides = {k: v for k, v in vars(args).items() if k in ServiceSettings.model_fields and v is not None}
-    settings = ServiceSettings(**overrides)
+    try:
+        settings = ServiceSettings(**overrides)
+    except ValidationError as e:  # a clear message and exit status 2, as argparse gives for a bad flag
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        sys.stderr.write(f"python -m inference_service serve: error: invalid settings: {problems}\n")
+        raise SystemExit(2) from None
     configure_logging(settings.log_format, settings.log_level)
     is_default = settings.model == "default"
     folder = default_model_dir() if is_default else Path(settings.model)
@@ -45,6 +52,7 @@ def _serve(args: argparse.Namespace) -> None:
             threads=settings.threads,
             num_slots=settings.max_num_seqs,
             slot_capacity=settings.max_model_len,
+            kv_cache_mib=settings.kv_cache_mib,
             dense_min_rows=settings.dense_min_rows,
             cache_dir=paths.cache_dir() / "dense",
         ),

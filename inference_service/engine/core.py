@@ -120,13 +120,13 @@ class EngineCore:
 
     def load(self) -> ServerLoad:
         running = self.scheduler.running.values()
-        kv = self.runner.kv.layout
+        kv = self.runner.kv
         return ServerLoad(
             running_sequences=len(running),
             waiting_requests=len({s.request.request_id for s in self.scheduler.waiting}),
             kv_tokens_used=sum(s.num_cached for s in running),
-            kv_tokens_total=kv.num_slots * kv.slot_capacity,
-            max_running_sequences=kv.num_slots,
+            kv_tokens_total=kv.budget_tokens,
+            max_running_sequences=kv.layout.num_slots,
         )
 
     def _prefill(self, group: list[PrefillChunk], ready: list[tuple[Sequence, np.ndarray]]) -> None:

@@ -1,8 +1,12 @@
 """Preallocated KV cache: one buffer per layer and kind, [slots, kv_heads, slot_capacity, head_size].
 
-A sequence owns one slot for its life; GroupQueryAttention reads and writes the slot in place (past and present
+A sequence owns one slot while it runs; GroupQueryAttention reads and writes the slot in place (past and present
 bound to the same memory), so nothing is copied or concatenated per step. New sequences take the lowest free
 slot, which keeps the decode batch — slots [0, span) — dense.
+
+Memory is a token budget, not slots × capacity: on CPU the buffers are reserved address space that becomes
+resident only where written (and is handed back when a slot is freed), and the scheduler keeps the tokens of
+running sequences within `budget_tokens`. So resident KV memory is at most the budget, whatever the slot count.
 """
 
 from __future__ import annotations
@@ -31,11 +35,16 @@ class KVLayout:
         return self.kv_heads * self.slot_capacity * self.head_size * 4
 
     @property
+    def token_bytes(self) -> int:
+        """Bytes one cached token takes: key and value, every layer."""
+        return 2 * self.num_layers * self.kv_heads * self.head_size * 4
+
+    @property
     def total_bytes(self) -> int:
         return 2 * self.num_layers * self.num_slots * self.slot_bytes
 
 
-def _lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
+def _lazy_zeros(shape: tuple[int, ...]) -> tuple[mmap.mmap, np.ndarray]:
     """Zeroed float32 memory that becomes resident only where written, in 4 KiB pages.
 
     np.zeros asks for transparent huge pages: one token written into a slot would then commit 2 MiB per head,
@@ -44,34 +53,42 @@ def _lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
     buffer = mmap.mmap(-1, int(np.prod(shape)) * 4, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         buffer.madvise(mmap.MADV_NOHUGEPAGE)
-    return np.frombuffer(buffer, np.float32).reshape(shape)
+    return buffer, np.frombuffer(buffer, np.float32).reshape(shape)
 
 
 class KVCache:
-    def __init__(self, layout: KVLayout, device: str = "cpu", device_id: int = 0) -> None:
+    def __init__(self, layout: KVLayout, device: str = "cpu", device_id: int = 0, budget_tokens: int = 0) -> None:
+        """budget_tokens: tokens the running sequences may hold together; 0 = every slot full."""
         self.layout = layout
         self.device = device
         self.device_id = device_id
+        full = layout.num_slots * layout.slot_capacity
+        # at least one full slot, so that any sequence that fits a slot can run alone
+        self.budget_tokens = min(full, max(budget_tokens, layout.slot_capacity)) if budget_tokens else full
         shape = (layout.num_slots, layout.kv_heads, layout.slot_capacity, layout.head_size)
-        # On CPU, untouched pages of np.zeros stay unmapped: resident memory grows with tokens actually cached.
-        self._host: list[np.ndarray] = []  # CPU: the numpy arrays behind the buffers, key/value per layer
+        self._maps: list[mmap.mmap] = []  # CPU: the mappings behind the buffers, key/value per layer
+        self._host: list[np.ndarray] = []  # CPU: the numpy arrays over them
         self._buffers: list[tuple[ort.OrtValue, ort.OrtValue]] = [
             (self._alloc(shape), self._alloc(shape)) for _ in range(layout.num_layers)
         ]
         self._free: list[int] = list(range(layout.num_slots))
         self._used: set[int] = set()
         logger.info(
-            "KV cache: %d slots × %d tokens, %d layers, %.1f MiB reserved on %s",
+            "KV cache: %d slots × %d tokens, %d layers on %s; budget %d tokens = %.1f MiB (%.1f KiB per token)%s",
             layout.num_slots,
             layout.slot_capacity,
             layout.num_layers,
-            layout.total_bytes / 2**20,
             device,
+            self.budget_tokens,
+            self.budget_tokens * layout.token_bytes / 2**20,
+            layout.token_bytes / 2**10,
+            "" if device == "cpu" else f", {layout.total_bytes / 2**20:.1f} MiB allocated",
         )
 
     def _alloc(self, shape: tuple[int, ...]) -> ort.OrtValue:
         if self.device == "cpu":
-            array = _lazy_zeros(shape)
+            buffer, array = _lazy_zeros(shape)
+            self._maps.append(buffer)
             self._host.append(array)  # the OrtValue borrows this memory: keep it alive and addressable
             return ort.OrtValue.ortvalue_from_numpy(array)
         return ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, self.device, self.device_id)
@@ -110,6 +127,16 @@ class KVCache:
     def free(self, slot: int) -> None:
         self._used.remove(slot)
         heapq.heappush(self._free, slot)
+        self._release(slot)
+
+    def _release(self, slot: int) -> None:
+        """CPU: hand the slot's written pages back to the OS (they read as zeros when touched again)."""
+        start = slot * self.layout.slot_bytes
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the slot only
+        end = (start + self.layout.slot_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > first:
+            for buffer in self._maps:
+                buffer.madvise(mmap.MADV_DONTNEED, first, end - first)
 
     def pointer(self, layer: int, kind: int, first_slot: int) -> int:
         """Address of slot `first_slot` in the layer's key (kind 0) or value (kind 1) buffer."""

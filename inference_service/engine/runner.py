@@ -27,6 +27,7 @@ class RunnerOptions:
     threads: int = 0  # 0 = os.cpu_count()
     num_slots: int = 16
     slot_capacity: int = 0  # 0 = the model's context length
+    kv_cache_mib: int = 0  # KV budget of the running sequences together; 0 = every slot full
     dense_min_rows: int = 2  # CPU: steps with at least this many token rows use the dense twin; 0 = never
     cache_dir: Path | None = None  # where the dense twin is kept (required when dense_min_rows > 0)
 
@@ -84,11 +85,9 @@ class ModelRunner:
             if dense is not None:
                 self._graphs.append(graph(dense, options.dense_min_rows))
         capacity = min(options.slot_capacity or config.context_length, config.context_length)
-        self.kv = KVCache(
-            KVLayout(config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size),
-            self.device,
-            options.device_id,
-        )
+        layout = KVLayout(config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size)
+        budget = options.kv_cache_mib * 2**20 // layout.token_bytes
+        self.kv = KVCache(layout, self.device, options.device_id, budget)
         logger.info(
             "loaded %s on %s (%d threads; %s)",
             config.model_file,

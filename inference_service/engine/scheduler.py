@@ -5,10 +5,16 @@ decoding (one pending token). Each sequence inside that range advances by one to
 the next token of a prompt still being prefilled; free slots in the range get a dummy token. The step's remaining
 token budget goes to prefill chunks of sequences with prompt tokens still pending, oldest first, so a long prompt
 is spread over several steps instead of stalling everyone else's decode.
+
+KV memory is a token budget (KVCache.budget_tokens): a waiting sequence is admitted when a slot is free and its
+tokens fit, with one token of headroom per running sequence for the next decode step. When running sequences
+outgrow the budget anyway, the newest is preempted: its slot is freed and it waits again at the front of the
+queue, to be recomputed from its tokens (prompt + output so far) when it is readmitted — as vLLM does.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -16,6 +22,8 @@ from dataclasses import dataclass
 
 from inference_service.engine.kv_cache import KVCache
 from inference_service.engine.sequence import Sequence, SequenceStatus
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, frozen=True)
@@ -44,6 +52,7 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: dict[int, Sequence] = {}  # slot → sequence
         self.on_admit: Callable[[Sequence], None] | None = None  # e.g. restore a cached prompt prefix
+        self.num_preemptions = 0
 
     @property
     def has_work(self) -> bool:
@@ -56,21 +65,56 @@ class Scheduler:
         self.waiting.append(seq)
 
     def expire_waiting(self, now: float) -> list[Sequence]:
-        """Take out waiting sequences that have waited too long (FIFO: the oldest are at the front)."""
+        """Take out never-scheduled sequences that have waited too long (preempted ones already streamed)."""
         limit = self.config.max_queue_wait_s
-        expired = []
-        while limit and self.waiting and now - self.waiting[0].request.arrival_time > limit:
-            seq = self.waiting.popleft()
+        if not limit:
+            return []
+        expired = [s for s in self.waiting if s.scheduled_time is None and now - s.request.arrival_time > limit]
+        for seq in expired:
+            self.waiting.remove(seq)
             seq.status = SequenceStatus.FINISHED
-            expired.append(seq)
         return expired
 
+    @property
+    def running_tokens(self) -> int:
+        """Tokens the running sequences hold or are computing (each one's prompt + output so far)."""
+        return sum(len(seq.token_ids) for seq in self.running.values())
+
+    def _fits(self, seq: Sequence, used: int) -> bool:
+        return used + len(seq.token_ids) + len(self.running) + 1 <= self.kv.budget_tokens
+
+    def _preempt_to_fit(self) -> int:
+        used = self.running_tokens
+        while len(self.running) > 1 and used > self.kv.budget_tokens:
+            victim = max(self.running.values(), key=lambda s: s.seq_id)  # the newest gives way
+            used -= len(victim.token_ids)
+            self.preempt(victim)
+        return used
+
+    def preempt(self, seq: Sequence) -> None:
+        """Free a running sequence's slot; it waits at the front and is recomputed from its tokens later."""
+        assert seq.slot is not None
+        del self.running[seq.slot]
+        self.kv.free(seq.slot)
+        seq.slot, seq.num_cached, seq.status = None, 0, SequenceStatus.WAITING
+        self.waiting.appendleft(seq)
+        self.num_preemptions += 1
+        logger.info(
+            "preempted request %s choice %d (%d tokens): KV budget of %d tokens is full; it will be recomputed",
+            seq.request.request_id,
+            seq.index,
+            len(seq.token_ids),
+            self.kv.budget_tokens,
+        )
+
     def schedule(self) -> ScheduleOutput:
-        while self.waiting and self.kv.can_allocate():
+        used = self._preempt_to_fit()
+        while self.waiting and self.kv.can_allocate() and (not self.running or self._fits(self.waiting[0], used)):
             seq = self.waiting.popleft()
+            used += len(seq.token_ids)
             seq.slot = self.kv.allocate()
             seq.status = SequenceStatus.RUNNING
-            seq.scheduled_time = time.monotonic()
+            seq.scheduled_time = seq.scheduled_time or time.monotonic()
             self.running[seq.slot] = seq
             if self.on_admit is not None:
                 self.on_admit(seq)

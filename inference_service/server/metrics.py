@@ -25,7 +25,9 @@ class _EngineCollector(Collector):
         running = GaugeMetricFamily("ortserve_running_sequences", "Sequences in the running batch", labels=["model"])
         waiting = GaugeMetricFamily("ortserve_waiting_requests", "Requests waiting for a KV slot", labels=["model"])
         used = GaugeMetricFamily("ortserve_kv_tokens_used", "Tokens held in the KV cache", labels=["model"])
-        total = GaugeMetricFamily("ortserve_kv_tokens_total", "KV cache capacity in tokens", labels=["model"])
+        total = GaugeMetricFamily(
+            "ortserve_kv_tokens_total", "KV cache budget in tokens (--kv-cache-mib)", labels=["model"]
+        )
         for model_id, model in self.models.items():
             load = model.engine.load()
             running.add_metric([model_id], load.running_sequences)
@@ -35,9 +37,13 @@ class _EngineCollector(Collector):
         hits = CounterMetricFamily(
             "ortserve_prefix_cache_hit_tokens", "Prompt tokens reused from the prefix cache", labels=["model"]
         )
+        preemptions = CounterMetricFamily(
+            "ortserve_preemptions", "Running sequences preempted to stay within the KV budget", labels=["model"]
+        )
         for model_id, model in self.models.items():
             hits.add_metric([model_id], model.engine.core.prefix_cache.hit_tokens)
-        yield from (running, waiting, used, total, hits)
+            preemptions.add_metric([model_id], model.engine.core.scheduler.num_preemptions)
+        yield from (running, waiting, used, total, hits, preemptions)
 
 
 class ServiceMetrics:

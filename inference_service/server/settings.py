@@ -21,6 +21,13 @@ class ServiceSettings(BaseSettings):
     threads: int = Field(0, ge=0, description="ORT intra-op threads; 0 = one per core")
     max_num_seqs: int = Field(16, ge=1, le=1024, description="KV slots = sequences decoded together")
     max_model_len: int = Field(0, ge=0, description="tokens per KV slot; 0 = the model's context length")
+    kv_cache_mib: int = Field(
+        2048,
+        ge=0,
+        description="KV cache budget (MiB) of the running sequences together: admission waits for it, the newest "
+        "sequence is preempted and recomputed when running ones outgrow it; at least one full slot; 0 = every slot "
+        "full (max_num_seqs × max_model_len)",
+    )
     max_batched_tokens: int = Field(512, ge=16, description="tokens per engine step (decode rows + prefill)")
     dense_min_rows: int = Field(
         2, ge=0, description="CPU: steps with at least this many token rows run the fp32 dense twin; 0 = never"

@@ -58,6 +58,7 @@ def test_metrics_and_json_logs(service: tuple[Process, str, int]) -> None:
     assert f'ortserve_time_to_first_token_seconds_count{{model="{MODEL_ID}"}} 1.0' in text
     assert f'ortserve_inter_token_latency_seconds_count{{model="{MODEL_ID}"}} 7.0' in text
     assert f'ortserve_running_sequences{{model="{MODEL_ID}"}} 0.0' in text
+    assert f'ortserve_preemptions_total{{model="{MODEL_ID}"}} 0.0' in text
     assert 'execution_provider="CPUExecutionProvider"' in text
     lines = [json.loads(line) for line in process.log.read_text().splitlines() if line.startswith("{")]
     assert lines and all({"time", "level", "logger", "message", "request_id"} <= set(line) for line in lines)

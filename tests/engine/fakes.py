@@ -16,8 +16,9 @@ EOS = 0
 class FakeRunner:
     """The next token after t is (t + 1) % VOCAB, except after `eos_after` it is EOS. Records every call."""
 
-    def __init__(self, num_slots: int = 4, capacity: int = 64) -> None:
-        self.kv = KVCache(KVLayout(num_layers=1, num_slots=num_slots, kv_heads=1, slot_capacity=capacity, head_size=1))
+    def __init__(self, num_slots: int = 4, capacity: int = 64, budget_tokens: int = 0) -> None:
+        layout = KVLayout(num_layers=1, num_slots=num_slots, kv_heads=1, slot_capacity=capacity, head_size=1)
+        self.kv = KVCache(layout, budget_tokens=budget_tokens)
         self.calls: list[tuple[int, int, int]] = []  # (first_slot, batch, seq)
         self.fail_next = False
         self.delay = 0.0  # seconds per forward pass, to keep requests running in async tests
