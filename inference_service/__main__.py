@@ -50,6 +50,7 @@ def _serve(args: argparse.Namespace) -> None:
             device=settings.device,
             device_id=settings.device_id,
             threads=settings.threads,
+            spinning=settings.spinning,
             num_slots=settings.max_num_seqs,
             slot_capacity=settings.max_model_len,
             kv_cache_mib=settings.kv_cache_mib,

@@ -19,6 +19,9 @@ class ServiceSettings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     device_id: int = 0
     threads: int = Field(0, ge=0, description="ORT intra-op threads; 0 = one per core")
+    spinning: bool = Field(
+        True, description="ORT worker threads busy-wait between the ops of a forward pass (never between passes)"
+    )
     max_num_seqs: int = Field(16, ge=1, le=1024, description="KV slots = sequences decoded together")
     max_model_len: int = Field(0, ge=0, description="tokens per KV slot; 0 = the model's context length")
     kv_cache_mib: int = Field(
