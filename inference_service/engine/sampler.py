@@ -51,14 +51,48 @@ def apply_penalties(row: np.ndarray, req: SampleRequest) -> np.ndarray:
     return row
 
 
+def _sorted_desc(scaled: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`ids` most likely first; ties by id, as a stable sort of the whole row would order them."""
+    return ids[np.lexsort((ids, -scaled[ids]))]
+
+
+def _nucleus_pool(scaled: np.ndarray, weights: np.ndarray, mass: float) -> np.ndarray:
+    """The fewest most-likely tokens (grown ×8 from 64) whose weights reach `mass`: a superset of the top-p prefix."""
+    size = 64
+    while size < scaled.shape[0]:
+        pool = np.argpartition(-scaled, size - 1)[:size]
+        if weights[pool].sum() >= mass:
+            return pool
+        size *= 8
+    return np.arange(scaled.shape[0])
+
+
 def filter_candidates(row: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
-    """Temperature, top-k, top-p and min-p → (candidate ids, their probabilities), most likely first."""
+    """Temperature, top-k, top-p and min-p → (candidate ids, their probabilities).
+
+    Truncated candidates come most likely first; with no truncation at all every token is a candidate, in id order.
+    Sorting a whole 49,152-token row costs ~5 ms, so only what truncation needs is sorted: the top k, the tokens
+    above the min-p threshold, or a pool of the most likely tokens that holds the top-p mass.
+    """
     scaled = row / np.float32(p.temperature)
-    k = p.top_k if 0 < p.top_k < scaled.shape[0] else scaled.shape[0]
-    ids = np.argpartition(-scaled, k - 1)[:k] if k < scaled.shape[0] else np.arange(scaled.shape[0])
-    ids = ids[np.argsort(-scaled[ids], kind="stable")]
-    probs = np.exp(scaled[ids] - scaled[ids[0]])
-    probs /= probs.sum()
+    vocab = scaled.shape[0]
+    if 0 < p.top_k < vocab:
+        ids = _sorted_desc(scaled, np.argpartition(-scaled, p.top_k - 1)[: p.top_k])
+        weights = np.exp(scaled[ids] - scaled[ids[0]])
+        probs = weights / weights.sum(dtype=np.float64)  # renormalized within the top k
+    else:
+        weights = np.exp(scaled - scaled.max())  # the most likely token weighs 1
+        total = weights.sum(dtype=np.float64)  # float64: top_p's cumulative mass stays exact far into the tail
+        if p.top_p >= 1.0 and p.min_p <= 0.0:
+            return np.arange(vocab), weights / total
+        # both cuts keep a prefix of the sorted row; a pool holding that prefix is all that needs sorting
+        pools = []
+        if p.min_p > 0.0:
+            pools.append(np.flatnonzero(weights >= p.min_p))  # prob ≥ min_p · max prob
+        if p.top_p < 1.0:
+            pools.append(_nucleus_pool(scaled, weights, p.top_p * total))
+        ids = _sorted_desc(scaled, min(pools, key=len))
+        probs = weights[ids] / total
     keep = probs.shape[0]
     if p.top_p < 1.0:
         # smallest prefix whose mass reaches top_p (at least one token)

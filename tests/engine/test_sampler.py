@@ -107,3 +107,44 @@ def test_logprobs_are_model_distribution_and_top_sorted(logits: np.ndarray) -> N
         assert result.top_ids[i].tolist() == np.argsort(-expected[i])[:5].tolist()
         assert np.all(np.diff(result.top_logprobs[i]) <= 0)
     assert np.exp(expected).sum(axis=1) == pytest.approx(np.ones(3))
+
+
+def reference_candidates(row: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
+    """The straightforward definition: sort the whole row, then cut."""
+    scaled = row / np.float32(p.temperature)
+    ids = np.argsort(-scaled, kind="stable")
+    if 0 < p.top_k < len(ids):
+        ids = ids[: p.top_k]
+    probs = np.exp(scaled[ids] - scaled[ids[0]]).astype(np.float64)
+    probs /= probs.sum()
+    keep = len(ids)
+    if p.top_p < 1.0:
+        keep = min(keep, int(np.searchsorted(np.cumsum(probs), p.top_p)) + 1)
+    if p.min_p > 0.0:
+        keep = min(keep, max(1, int((probs >= p.min_p * probs[0]).sum())))
+    return ids[:keep], probs[:keep] / probs[:keep].sum()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(temperature=0.8, top_p=0.9),
+        SamplingParams(temperature=1.0, top_p=0.999),  # the pool grows past its first sizes
+        SamplingParams(temperature=1.3, min_p=0.05),
+        SamplingParams(temperature=1.0, top_p=0.95, min_p=0.01),
+        SamplingParams(temperature=0.7, top_k=50, top_p=0.9),
+        SamplingParams(temperature=1.0),
+    ],
+    ids=["top_p", "top_p-wide", "min_p", "top_p+min_p", "top_k+top_p", "plain"],
+)
+def test_candidates_match_a_full_sort_on_a_real_sized_vocab(params: SamplingParams) -> None:
+    rng = np.random.default_rng(3)
+    for scale in (0.5, 3.0, 8.0):  # flat to peaked rows
+        row = (rng.standard_normal(49152) * scale).astype(np.float32)
+        ids, probs = filter_candidates(row, params)
+        expected_ids, expected_probs = reference_candidates(row, params)
+        if params.top_k == 0 and params.top_p >= 1.0 and params.min_p <= 0.0:
+            order = np.lexsort((ids, -row[ids]))  # untruncated: every token, in id order
+            ids, probs = ids[order], probs[order]
+        assert ids.tolist() == expected_ids.tolist()
+        assert np.allclose(probs, expected_probs, rtol=1e-4, atol=1e-7)
