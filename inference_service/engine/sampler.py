@@ -105,16 +105,13 @@ def filter_candidates(row: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, n
 
 def sample(logits: np.ndarray, requests: list[SampleRequest]) -> SampleResult:
     batch = logits.shape[0]
-    rows = [
-        apply_penalties(logits[i], r)
-        if r.params.logit_bias
-        or r.params.repetition_penalty != 1.0
-        or r.params.frequency_penalty
-        or r.params.presence_penalty
-        else logits[i]
-        for i, r in enumerate(requests)
-    ]
-    processed = np.stack(rows) if batch else logits
+    processed = logits  # a copy only when some row is penalized or biased
+    for i, r in enumerate(requests):
+        p = r.params
+        if p.logit_bias or p.repetition_penalty != 1.0 or p.frequency_penalty or p.presence_penalty:
+            if processed is logits:
+                processed = logits.copy()
+            processed[i] = apply_penalties(logits[i], r)
     chosen = processed.argmax(axis=-1).astype(np.int64)  # greedy rows: no softmax needed
     for i, r in enumerate(requests):
         if not r.params.greedy:

@@ -148,3 +148,12 @@ def test_candidates_match_a_full_sort_on_a_real_sized_vocab(params: SamplingPara
             ids, probs = ids[order], probs[order]
         assert ids.tolist() == expected_ids.tolist()
         assert np.allclose(probs, expected_probs, rtol=1e-4, atol=1e-7)
+
+
+def test_penalized_rows_leave_the_others_and_the_input_alone(logits: np.ndarray) -> None:
+    before = logits.copy()
+    target = int(logits[1].argmin())
+    plain, biased = SamplingParams(temperature=0.0), SamplingParams(temperature=0.0, logit_bias={target: 100.0})
+    result = sample(logits, [request(plain), request(biased), request(plain)])
+    assert result.token_ids.tolist() == [int(logits[0].argmax()), target, int(logits[2].argmax())]
+    assert np.array_equal(logits, before)
