@@ -61,7 +61,7 @@ def _nucleus_pool(scaled: np.ndarray, weights: np.ndarray, mass: float) -> np.nd
     size = 64
     while size < scaled.shape[0]:
         pool = np.argpartition(-scaled, size - 1)[:size]
-        if weights[pool].sum() >= mass:
+        if weights[pool].sum(dtype=np.float64) > mass * (1 + 1e-9):  # a margin over float64 summation order
             return pool
         size *= 8
     return np.arange(scaled.shape[0])
