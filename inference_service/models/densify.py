@@ -63,6 +63,8 @@ def _block_offset(
     producer: dict[str, onnx.NodeProto],
     consumers: dict[str, list[onnx.NodeProto]],
     inits: dict[str, onnx.TensorProto],
+    n: int,
+    k: int,
     block: int,
 ) -> _BlockOffset | None:
     """The block-offset correction of `node` as our converter writes it, or None when there is none."""
@@ -81,7 +83,9 @@ def _block_offset(
     if matmul is None or matmul.op_type != "MatMul" or only_use(matmul.output[0]) is not add:
         return None
     offset_t, reduce = const(matmul.input[1]), producer.get(matmul.input[0])
-    if offset_t is None or reduce is None or reduce.op_type != "ReduceSum" or only_use(reduce.output[0]) is not matmul:
+    if offset_t is None or offset_t.shape != (-(-k // block), n):
+        return None
+    if reduce is None or reduce.op_type != "ReduceSum" or only_use(reduce.output[0]) is not matmul:
         return None
     attrs = {a.name: helper.get_attribute_value(a) for a in reduce.attribute}
     axes = const(reduce.input[1]) if len(reduce.input) > 1 else None
@@ -126,8 +130,8 @@ def densify(model: onnx.ModelProto) -> int:
             block,
         )
         outputs = list(node.output)
-        fold = None if inputs[5] else _block_offset(node, producer, consumers, inits, block)
-        if fold is not None and fold.offset_t.shape == (-(-k // block), n):
+        fold = None if inputs[5] else _block_offset(node, producer, consumers, inits, n, k, block)
+        if fold is not None:
             w += np.repeat(fold.offset_t.T, block, axis=1)[:, :k]
             outputs = [fold.output]
             for removed in fold.nodes:
