@@ -1,20 +1,21 @@
-"""model-init: pull and convert the default model into ORTSERVE_CACHE_DIR (a shared volume), then build its
-CPU dense twin there too, so that inference replicas start from a read-only volume and never race to write it.
+"""model-init: pull and convert the default model into ORTSERVE_CACHE_DIR (a shared volume), then derive its
+CPU graphs there too (dense twin, screened LM head), so that inference replicas start from a read-only volume and
+never race to write them.
 
-Every step is cached: a rerun checks the GGUF's sha256 and returns. ORTSERVE_DENSE_MIN_ROWS=0 skips the twin
-(the CUDA EP never uses it).
+Every step is cached: a rerun checks the GGUF's sha256 and returns. ORTSERVE_DENSE_MIN_ROWS=0 skips the twin and
+ORTSERVE_SCREEN_HEAD=false the screened head, as they do for `serve` (the CUDA EP uses neither).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 from inference_service.__main__ import default_model_dir
 from inference_service.models import paths
-from inference_service.models.densify import dense_model_path
+from inference_service.models.derived import cpu_graphs
 from inference_service.models.folder import load_model_config
 from inference_service.server.logs import configure_logging
+from inference_service.server.settings import ServiceSettings
 
 logger = logging.getLogger("prepare_model")
 
@@ -23,11 +24,17 @@ def main() -> None:
     configure_logging("text")
     folder = default_model_dir(progress=False)
     logger.info("model folder ready: %s", folder)
-    if os.environ.get("ORTSERVE_DENSE_MIN_ROWS", "2").strip() == "0":
-        return
-    # Same cache location `serve` uses for the twin (inference_service.__main__: cache_dir() / "dense").
-    dense = dense_model_path(load_model_config(folder).model_file, paths.cache_dir() / "dense")
-    logger.info("dense twin: %s", dense or "not needed (no MatMulNBits)")
+    settings = ServiceSettings()  # the same ORTSERVE_* environment `serve` reads
+    config = load_model_config(folder)
+    # Same cache location `serve` uses (inference_service.__main__: cache_dir() / "dense").
+    graphs = cpu_graphs(
+        config.model_file,
+        config.logits_name,
+        paths.cache_dir() / "dense",
+        dense=settings.dense_min_rows > 0,
+        screen_head=settings.screen_head,
+    )
+    logger.info("CPU graphs: %s", graphs)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def _serve(args: argparse.Namespace) -> None:
             slot_capacity=settings.max_model_len,
             kv_cache_mib=settings.kv_cache_mib,
             dense_min_rows=settings.dense_min_rows,
+            screen_head=settings.screen_head,
             cache_dir=paths.cache_dir() / "dense",
         ),
         SchedulerConfig(

@@ -13,6 +13,7 @@ import numpy as np
 from inference_service.engine.detokenizer import IncrementalDetokenizer, StopMatcher
 from inference_service.engine.errors import EngineError, EngineInternalError, QueueTimeoutError
 from inference_service.engine.kv_cache import KVCache
+from inference_service.engine.lm_head import Row, ScreenedRows, resolve
 from inference_service.engine.prefix_cache import PrefixCache, PrefixCacheConfig
 from inference_service.engine.sampler import SampleRequest, SampleResult, sample
 from inference_service.engine.scheduler import PrefillChunk, Scheduler, SchedulerConfig, group_prefill
@@ -39,7 +40,7 @@ class Runner(Protocol):
 
     def forward(
         self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int, last: np.ndarray | None = None
-    ) -> np.ndarray: ...
+    ) -> np.ndarray | ScreenedRows: ...
 
 
 class EngineCore:
@@ -129,7 +130,7 @@ class EngineCore:
             max_running_sequences=kv.layout.num_slots,
         )
 
-    def _prefill(self, group: list[PrefillChunk], ready: list[tuple[Sequence, np.ndarray]]) -> None:
+    def _prefill(self, group: list[PrefillChunk], ready: list[tuple[Sequence, Row]]) -> None:
         """One forward pass over the group's consecutive slots, rows right-padded to the longest chunk."""
         width = max(c.num_tokens for c in group)
         ids = np.full((len(group), width), self.pad_token_id, np.int64)
@@ -153,7 +154,7 @@ class EngineCore:
         assert seq.slot is not None
         seq.num_cached = self.prefix_cache.restore(seq.token_ids[: seq.num_prompt_tokens], seq.slot)
 
-    def _ready_to_sample(self, seq: Sequence, logits: np.ndarray, ready: list[tuple[Sequence, np.ndarray]]) -> None:
+    def _ready_to_sample(self, seq: Sequence, logits: Row, ready: list[tuple[Sequence, Row]]) -> None:
         """All pending tokens ran, so the sequence samples; a prompt that just completed goes to the prefix cache."""
         if seq.num_generated == 0 and seq.slot is not None:
             self.prefix_cache.store(seq.token_ids, seq.slot)
@@ -173,7 +174,7 @@ class EngineCore:
             limit = self.scheduler.config.max_queue_wait_s
             self._fail(seq.request.request_id, QueueTimeoutError(f"no capacity within {limit:g} s; retry later"))
         plan = self.scheduler.schedule()
-        ready: list[tuple[Sequence, np.ndarray]] = []  # sequences whose pending tokens all ran → sample
+        ready: list[tuple[Sequence, Row]] = []  # sequences whose pending tokens all ran → sample
         if plan.decode_span:
             ids = np.full((plan.decode_span, 1), self.pad_token_id, np.int64)
             lengths = np.ones(plan.decode_span, np.int64)  # free slots: a dummy token at position 0
@@ -191,7 +192,8 @@ class EngineCore:
         if not ready:
             return []
         seqs = [seq for seq, _ in ready]
-        result = sample(np.stack([row for _, row in ready]), [self._sample_request(s) for s in seqs])
+        requests = [self._sample_request(s) for s in seqs]
+        result = sample(resolve([row for _, row in ready], requests), requests)
         outputs = []
         for i, seq in enumerate(seqs):
             if seq.is_finished:  # a sibling choice failed earlier in this loop

@@ -11,8 +11,10 @@ import numpy as np
 import onnxruntime as ort
 
 from inference_service.engine.kv_cache import KVCache, KVLayout
-from inference_service.models.densify import dense_model_path
+from inference_service.engine.lm_head import ExactHead, ScreenedRows
+from inference_service.models.derived import cpu_graphs
 from inference_service.models.folder import ModelConfig
+from inference_service.models.screen import HIDDEN, LOWER, UPPER
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,8 @@ class RunnerOptions:
     kv_cache_mib: int = 0  # KV budget of the running sequences together; 0 = every slot full
     spinning: bool = True  # ORT workers busy-wait between the ops of a forward pass, never between passes
     dense_min_rows: int = 2  # CPU: steps with at least this many token rows use the dense twin; 0 = never
-    cache_dir: Path | None = None  # where the dense twin is kept (required when dense_min_rows > 0)
+    screen_head: bool = True  # CPU: a tied Q8_0 head runs as int8 bounds + exact candidates (models/screen.py)
+    cache_dir: Path | None = None  # where derived graphs are kept (CPU: without it, the model runs as shipped)
 
 
 def select_provider(device: str) -> str:
@@ -50,6 +53,7 @@ class _Graph:
     session: ort.InferenceSession
     binding: ort.IOBinding
     keep_logits_input: bool
+    head_outputs: tuple[str, ...]  # (logits,) or the screened head's (lower, upper, hidden), bound in this order
     kv_bound: tuple[int, int] | None = None  # (first_slot, batch) the KV buffers are bound for
 
 
@@ -57,7 +61,8 @@ class ModelRunner:
     """Runs the decoder: input_ids [B, S] for slots [first_slot, first_slot + B) → last-position logits [B, V].
 
     On CPU it holds two graphs over the same KV memory: the model as shipped (4-bit MatMulNBits, fastest for a
-    single row) and its dense twin (fp32 MatMul on the same values, fastest for batches and prefill chunks).
+    single row) and its dense twin (fp32 MatMul on the same values, fastest for batches and prefill chunks); both
+    with the LM head screened when it is a tied Q8_0 embedding (then forward returns ScreenedRows).
     """
 
     def __init__(self, config: ModelConfig, options: RunnerOptions) -> None:
@@ -79,25 +84,39 @@ class ModelRunner:
         def graph(path: Path, min_rows: int) -> _Graph:
             session = ort.InferenceSession(str(path), so, providers=providers)
             keep = "num_logits_to_keep" in {i.name for i in session.get_inputs()}
-            return _Graph(min_rows, session, session.io_binding(), keep)
+            screened = LOWER in {o.name for o in session.get_outputs()}
+            head = (LOWER, UPPER, HIDDEN) if screened else (config.logits_name,)
+            return _Graph(min_rows, session, session.io_binding(), keep, head)
 
-        self._graphs = [graph(config.model_file, 1)]
+        one_row, dense, self.head = config.model_file, None, None
+        if provider == CPU_EP and options.cache_dir is not None:  # on CUDA the model runs as shipped
+            derived = cpu_graphs(
+                config.model_file,
+                config.logits_name,
+                options.cache_dir,
+                dense=options.dense_min_rows > 0,
+                screen_head=options.screen_head,
+            )
+            one_row, dense = derived.one_row, derived.dense
+            if derived.head is not None and derived.head_weight is not None:
+                session = ort.InferenceSession(str(derived.head), so, providers=providers)
+                self.head = ExactHead(session, np.load(derived.head_weight, mmap_mode="r"))
+        self._graphs = [graph(one_row, 1)]
         self.provider = self._graphs[0].session.get_providers()[0]
         self.device = "cuda" if self.provider == CUDA_EP else "cpu"
-        if self.device == "cpu" and options.dense_min_rows > 0 and options.cache_dir is not None:
-            dense = dense_model_path(config.model_file, options.cache_dir)
-            if dense is not None:
-                self._graphs.append(graph(dense, options.dense_min_rows))
+        if dense is not None:
+            self._graphs.append(graph(dense, options.dense_min_rows))
         capacity = min(options.slot_capacity or config.context_length, config.context_length)
         layout = KVLayout(config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size)
         budget = options.kv_cache_mib * 2**20 // layout.token_bytes
         self.kv = KVCache(layout, self.device, options.device_id, budget)
         logger.info(
-            "loaded %s on %s (%d threads; %s)",
+            "loaded %s on %s (%d threads; %s; %s)",
             config.model_file,
             self.provider,
             so.intra_op_num_threads,
             f"dense twin from {options.dense_min_rows} rows" if len(self._graphs) > 1 else "no dense twin",
+            "LM head screened: int8 bounds, exact candidates" if self.head is not None else "fp32 LM head",
         )
 
     @property
@@ -106,8 +125,9 @@ class ModelRunner:
 
     def forward(
         self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int, last: np.ndarray | None = None
-    ) -> np.ndarray:
-        """input_ids: int64 [B, S] new tokens; lengths: int [B] cached + new tokens per row → logits [B, V].
+    ) -> np.ndarray | ScreenedRows:
+        """input_ids: int64 [B, S] new tokens; lengths: int [B] cached + new tokens per row → logits [B, V]
+        (or, with a screened head, ScreenedRows: bounds on them and the hidden state).
 
         Each row's new tokens are written to its slot from position length − S (rows of fresh prompts may be
         right-padded: then `last` [B] gives each row's last real token within S, and its logits are returned).
@@ -123,7 +143,8 @@ class ModelRunner:
         if g.kv_bound != (first_slot, batch):  # rebinding 120 KV buffers costs ~1 ms: only when they change
             io.clear_binding_inputs()
             io.clear_binding_outputs()
-            io.bind_output(cfg.logits_name, "cpu")  # first output bound: get_outputs()[0]
+            for name in g.head_outputs:  # bound first: get_outputs()[:len(head_outputs)]
+                io.bind_output(name, "cpu")
             shape = [batch, kv.layout.kv_heads, kv.layout.slot_capacity, kv.layout.head_size]
             for layer in range(cfg.num_layers):
                 for kind, (past, present) in enumerate(
@@ -138,9 +159,14 @@ class ModelRunner:
         io.bind_cpu_input(cfg.attention_mask_name, mask)
         if g.keep_logits_input:
             io.bind_cpu_input("num_logits_to_keep", np.array(keep, np.int64))
-        io.bind_output(cfg.logits_name, "cpu")  # a fresh logits buffer for this pass
+        for name in g.head_outputs:
+            io.bind_output(name, "cpu")  # fresh buffers for this pass
         g.session.run_with_iobinding(io)
-        logits = io.get_outputs()[0].numpy()  # [B, kept positions (the last `keep`, or all S), V]
-        if last is None:
-            return logits[:, -1, :]
-        return logits[np.arange(batch), last - (width - logits.shape[1])]
+        outputs = io.get_outputs()
+        heads = [outputs[i].numpy() for i in range(len(g.head_outputs))]  # [B, kept positions (last `keep`), ·]
+        kept = heads[0].shape[1]
+        picked = [h[:, -1] if last is None else h[np.arange(batch), last - (width - kept)] for h in heads]
+        if len(picked) == 1:
+            return picked[0]
+        assert self.head is not None
+        return ScreenedRows(picked[0], picked[1], picked[2], self.head)

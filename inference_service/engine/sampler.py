@@ -33,6 +33,11 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def is_processed(p: SamplingParams) -> bool:
+    """Whether logit bias or a penalty changes this request's logits."""
+    return bool(p.logit_bias) or p.repetition_penalty != 1.0 or bool(p.frequency_penalty or p.presence_penalty)
+
+
 def apply_penalties(row: np.ndarray, req: SampleRequest) -> np.ndarray:
     """Logit bias and OpenAI/vLLM penalties on one row (a copy)."""
     p = req.params
@@ -107,8 +112,7 @@ def sample(logits: np.ndarray, requests: list[SampleRequest]) -> SampleResult:
     batch = logits.shape[0]
     processed = logits  # a copy only when some row is penalized or biased
     for i, r in enumerate(requests):
-        p = r.params
-        if p.logit_bias or p.repetition_penalty != 1.0 or p.frequency_penalty or p.presence_penalty:
+        if is_processed(r.params):
             if processed is logits:
                 processed = logits.copy()
             processed[i] = apply_penalties(logits[i], r)

@@ -8,11 +8,8 @@ offset of a Q4_1 correction that follows it in the graph (folded in: one MatMul 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -157,37 +154,3 @@ def densify(model: onnx.ModelProto) -> int:
     del graph.initializer[:]
     graph.initializer.extend(keep)
     return count
-
-
-def _source_key(model_file: Path) -> str:
-    digest = hashlib.sha256(f"{VERSION}:{model_file.resolve()}".encode())
-    for path in sorted(model_file.parent.glob(model_file.name + "*")):
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
-
-
-def dense_model_path(model_file: Path, cache_dir: Path) -> Path | None:
-    """Path of the dense twin (built and cached on first use), or None when the model has no MatMulNBits."""
-    out_dir = cache_dir / _source_key(model_file)
-    out = out_dir / "model.onnx"
-    if out.exists():
-        return out
-    model = onnx.load(str(model_file))
-    if not densify(model):
-        return None
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    onnx.save_model(
-        model,
-        str(tmp / "model.onnx"),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location="model.onnx.data",
-        size_threshold=1024,
-    )
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-    logger.info("wrote the dense twin of %s to %s", model_file, out)
-    return out

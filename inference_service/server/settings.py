@@ -35,6 +35,11 @@ class ServiceSettings(BaseSettings):
     dense_min_rows: int = Field(
         2, ge=0, description="CPU: steps with at least this many token rows run the fp32 dense twin; 0 = never"
     )
+    screen_head: bool = Field(
+        True,
+        description="CPU: a tied Q8_0 LM head runs as int8 bounds on every logit; only the tokens that can still be "
+        "chosen are computed exactly (greedy / top-k rows without logprobs; others run the fp32 head)",
+    )
     prefix_cache_entries: int = Field(
         8, ge=0, description="prompts whose KV is kept for reuse by later prompts sharing a prefix (CPU); 0 = off"
     )

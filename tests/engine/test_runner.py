@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from inference_service.engine.lm_head import full_logits
 from inference_service.engine.runner import ModelRunner, RunnerOptions
 from inference_service.models.folder import load_model_config
 
@@ -21,10 +23,15 @@ def runner(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRu
     return ModelRunner(load_model_config(model_dir), options)
 
 
+def fwd(runner: ModelRunner, *args: Any, **kwargs: Any) -> np.ndarray:
+    """A pass's whole logit rows (through the fp32 head when the graphs screen it)."""
+    return full_logits(runner.forward(*args, **kwargs))
+
+
 def test_quantized_and_dense_graphs_agree(runner: ModelRunner) -> None:
     prompt = np.random.default_rng(0).integers(20, 40000, 12)
-    quantized = runner.forward(prompt[None, :1], np.array([1]), 0)  # one row: the 4-bit graph
-    dense = runner.forward(prompt[None, :1].repeat(2, 0), np.array([1, 1]), 0)  # two rows: the dense twin
+    quantized = fwd(runner, prompt[None, :1], np.array([1]), 0)  # one row: the 4-bit graph
+    dense = fwd(runner, prompt[None, :1].repeat(2, 0), np.array([1, 1]), 0)  # two rows: the dense twin
     assert np.abs(quantized[0] - dense[0]).max() < 1e-3
     assert np.abs(dense[0] - dense[1]).max() == 0
     assert quantized[0].argmax() == dense[0].argmax()
@@ -35,11 +42,11 @@ def test_batched_decode_matches_single_sequence(runner: ModelRunner) -> None:
     prompts = [rng.integers(20, 40000, n) for n in (7, 13, 4)]
     singles = []
     for p in prompts:  # each alone in slot 0, then one decode step
-        runner.forward(p[None, :], np.array([len(p)]), 0)
-        singles.append(runner.forward(np.array([[5]]), np.array([len(p) + 1]), 0)[0])
+        fwd(runner, p[None, :], np.array([len(p)]), 0)
+        singles.append(fwd(runner, np.array([[5]]), np.array([len(p) + 1]), 0)[0])
     for slot, p in enumerate(prompts):
-        runner.forward(p[None, :], np.array([len(p)]), slot)
-    batched = runner.forward(np.full((3, 1), 5), np.array([len(p) + 1 for p in prompts]), 0)
+        fwd(runner, p[None, :], np.array([len(p)]), slot)
+    batched = fwd(runner, np.full((3, 1), 5), np.array([len(p) + 1 for p in prompts]), 0)
     for single, row in zip(singles, batched, strict=True):
         assert np.abs(single - row).max() < 1e-3
         assert single.argmax() == row.argmax()
@@ -79,17 +86,17 @@ def test_prefix_cache_reuse_gives_the_same_greedy_output(runner: ModelRunner, mo
 def test_right_padded_batched_prefill_matches_single_prompts(runner: ModelRunner) -> None:
     rng = np.random.default_rng(2)
     prompts = [rng.integers(20, 40000, n) for n in (30, 26, 33)]
-    singles = [runner.forward(p[None, :], np.array([len(p)]), 0)[0] for p in prompts]
+    singles = [fwd(runner, p[None, :], np.array([len(p)]), 0)[0] for p in prompts]
     width = max(len(p) for p in prompts)
     ids = np.zeros((3, width), np.int64)
     for row, p in enumerate(prompts):
         ids[row, : len(p)] = p
     lengths = np.array([len(p) for p in prompts])
-    batched = runner.forward(ids, lengths, 0, last=lengths - 1)
+    batched = fwd(runner, ids, lengths, 0, last=lengths - 1)
     for single, row in zip(singles, batched, strict=True):
         assert np.abs(single - row).max() < 1e-3
-    after = runner.forward(np.full((3, 1), 5), lengths + 1, 0)  # the padding left no trace in the KV
+    after = fwd(runner, np.full((3, 1), 5), lengths + 1, 0)  # the padding left no trace in the KV
     for slot, p in enumerate(prompts):
-        runner.forward(p[None, :], np.array([len(p)]), slot)
-        alone = runner.forward(np.array([[5]]), np.array([len(p) + 1]), slot)[0]
+        fwd(runner, p[None, :], np.array([len(p)]), slot)
+        alone = fwd(runner, np.array([[5]]), np.array([len(p) + 1]), slot)[0]
         assert np.abs(alone - after[slot]).max() < 1e-3

@@ -10,7 +10,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from inference_service.models.densify import dense_model_path, densify
+from inference_service.models.densify import densify
+from inference_service.models.derived import derive
 from inference_service.models.gguf_weights import BlockQuantized
 from inference_service.models.llama_graph import IR_VERSION, OPSETS, _Builder
 
@@ -86,10 +87,14 @@ def test_dense_twin_matches_matmulnbits(bits: int, zero_points: np.ndarray | Non
 
 @pytest.mark.model
 def test_default_model_dense_twin_is_cached(model_dir: Path, tmp_path: Path) -> None:
-    first = dense_model_path(model_dir / "model.onnx", tmp_path)
-    assert first is not None and first.exists()
+    def dense() -> Path:
+        derived = derive(model_dir / "model.onnx", tmp_path, dense=True, screen_head=False, logits_name="logits")
+        assert derived is not None and derived.head is None
+        return derived.model
+
+    first = dense()
     mtime = first.stat().st_mtime_ns
-    assert dense_model_path(model_dir / "model.onnx", tmp_path) == first
+    assert dense() == first
     assert first.stat().st_mtime_ns == mtime
     nodes = onnx.load(str(first), load_external_data=False).graph.node
     ops = {n.op_type for n in nodes}

@@ -11,7 +11,9 @@ from pydantic import ValidationError
 from inference_service.server.settings import ServiceSettings
 
 
-@pytest.mark.parametrize("flag", ["--kv-cache-mib=-5", "--kv-cache-mib=lots", "--spinning=maybe", "--max-num-seqs=0"])
+@pytest.mark.parametrize(
+    "flag", ["--kv-cache-mib=-5", "--kv-cache-mib=lots", "--spinning=maybe", "--max-num-seqs=0", "--screen-head=often"]
+)
 def test_bad_flag_exits_2_with_the_setting_named(flag: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "inference_service", "serve", flag], capture_output=True, text=True, timeout=120

@@ -1,0 +1,107 @@
+"""Graphs derived from a model file at load time (dense twin, screened head), built once and cached on disk.
+
+The folder for one derivation holds model.onnx (+ .data) and, when the head was screened, head.onnx (+ .data) and
+the head's values as head_weight.npy (memory-mapped by the engine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from inference_service.models import densify, screen
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class Derived:
+    model: Path
+    head: Path | None  # the full fp32 head (hidden → logits) when the model's head was screened
+
+    @property
+    def head_weight(self) -> Path | None:
+        """float32 [V, K] .npy of the head's values (memory-mapped to recompute candidate logits)."""
+        return None if self.head is None else self.head.with_name("head_weight.npy")
+
+
+def _source_key(model_file: Path, steps: str) -> str:
+    digest = hashlib.sha256(f"{steps}:{model_file.resolve()}".encode())
+    for path in sorted(model_file.parent.glob(model_file.name + "*")):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data",
+        size_threshold=1024,
+    )
+
+
+def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool, logits_name: str) -> Derived | None:
+    """The model with the asked derivations applied (cached), or None when none applies.
+
+    dense: every MatMulNBits becomes an fp32 MatMul (None when there is none); screen_head: the tied Q8_0 head
+    becomes bounds + hidden state (skipped when the head is not one).
+    """
+    steps = ",".join(
+        ([f"dense{densify.VERSION}"] if dense else []) + ([f"screen{screen.VERSION}"] if screen_head else [])
+    )
+    out_dir = cache_dir / _source_key(model_file, steps)
+    if (out_dir / "model.onnx").exists():
+        head = out_dir / "head.onnx"
+        return Derived(out_dir / "model.onnx", head if head.exists() else None)
+    model = onnx.load(str(model_file))
+    if dense and not densify.densify(model):
+        return None
+    screened = screen.screen_head(model, logits_name) if screen_head else None
+    if not dense and screened is None:
+        return None
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _save(model, tmp / "model.onnx")
+    if screened is not None:
+        _save(screened.full, tmp / "head.onnx")
+        np.save(tmp / "head_weight.npy", screened.weight)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    logger.info("derived %s from %s (%s)", out_dir, model_file, steps)
+    head = out_dir / "head.onnx"
+    return Derived(out_dir / "model.onnx", head if head.exists() else None)
+
+
+@dataclass(slots=True, frozen=True)
+class CpuGraphs:
+    one_row: Path  # the model as shipped, or its screened copy
+    dense: Path | None  # the dense twin (screened when one_row is)
+    head: Path | None  # the full fp32 head (hidden → logits), when the graphs are screened
+    head_weight: Path | None  # its values, float32 [V, K] .npy
+
+
+def cpu_graphs(model_file: Path, logits_name: str, cache_dir: Path, *, dense: bool, screen_head: bool) -> CpuGraphs:
+    """The graphs a CPU runner loads, derived (and cached) as asked."""
+    screened = (
+        derive(model_file, cache_dir, dense=False, screen_head=True, logits_name=logits_name) if screen_head else None
+    )
+    head = screened if screened is not None and screened.head is not None else None
+    twin = (
+        derive(model_file, cache_dir, dense=True, screen_head=head is not None, logits_name=logits_name)
+        if dense
+        else None
+    )
+    if head is None:
+        return CpuGraphs(model_file, twin.model if twin is not None else None, None, None)
+    return CpuGraphs(head.model, twin.model if twin is not None else None, head.head, head.head_weight)
