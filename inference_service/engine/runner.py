@@ -14,7 +14,7 @@ from inference_service.engine.kv_cache import KVCache, KVLayout
 from inference_service.engine.lm_head import ExactHead, ScreenedRows
 from inference_service.models.derived import cpu_graphs
 from inference_service.models.folder import ModelConfig
-from inference_service.models.screen import HIDDEN, LOWER, UPPER
+from inference_service.models.screen import HIDDEN, LOWER, POSITIONS, UPPER
 
 logger = logging.getLogger(__name__)
 
@@ -159,14 +159,22 @@ class ModelRunner:
         io.bind_cpu_input(cfg.attention_mask_name, mask)
         if g.keep_logits_input:
             io.bind_cpu_input("num_logits_to_keep", np.array(keep, np.int64))
+        # each row's last real token among the kept positions (the last `keep` of S, or all S without the input)
+        ends = np.full(batch, width - 1, np.int64) if last is None else last.astype(np.int64)
+        positions = ends - (width - (keep if g.keep_logits_input else width))
+        screened = len(g.head_outputs) > 1
+        if screened:
+            io.bind_cpu_input(POSITIONS, positions)
         for name in g.head_outputs:
             io.bind_output(name, "cpu")  # fresh buffers for this pass
         g.session.run_with_iobinding(io)
         outputs = io.get_outputs()
-        heads = [outputs[i].numpy() for i in range(len(g.head_outputs))]  # [B, kept positions (last `keep`), ·]
-        kept = heads[0].shape[1]
-        picked = [h[:, -1] if last is None else h[np.arange(batch), last - (width - kept)] for h in heads]
-        if len(picked) == 1:
-            return picked[0]
+        heads = [outputs[i].numpy() for i in range(len(g.head_outputs))]
+        if not screened:  # logits [B, kept positions, V]; a graph without num_logits_to_keep keeps all S
+            logits = heads[0]
+            if last is None:
+                return logits[:, -1]
+            return logits[np.arange(batch), last - (width - logits.shape[1])]
         assert self.head is not None
-        return ScreenedRows(picked[0], picked[1], picked[2], self.head)
+        lower, upper, hidden = (h[:, 0] for h in heads)  # [B, 1, ·]: the head ran on one position per row
+        return ScreenedRows(lower, upper, hidden, self.head)

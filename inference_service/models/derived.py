@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,15 +70,17 @@ def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool,
     screened = screen.screen_head(model, logits_name) if screen_head else None
     if not dense and screened is None:
         return None
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")  # replicas starting together each write their own
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _save(model, tmp / "model.onnx")
     if screened is not None:
         _save(screened.full, tmp / "head.onnx")
         np.save(tmp / "head_weight.npy", screened.weight)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    try:
+        tmp.rename(out_dir)
+    except OSError:  # another process finished the same derivation first: use its copy
+        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("derived %s from %s (%s)", out_dir, model_file, steps)
     head = out_dir / "head.onnx"
     return Derived(out_dir / "model.onnx", head if head.exists() else None)

@@ -25,8 +25,9 @@ from inference_service.models.llama_graph import IR_VERSION, OPSETS
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: the head runs on one position per row (head_positions)
 LOWER, UPPER, HIDDEN = "logits_lower", "logits_upper", "hidden"
+POSITIONS = "head_positions"  # input [B]: which kept position of each row the head runs on
 BLOCK = 32
 # per-element rounding of the activations (scale/2 = amax/254), plus fp32 slack far above the kernel's rounding
 BOUND_PER_AMAX = np.float32(1 / 254 + 1e-5)
@@ -67,7 +68,8 @@ class ScreenedHead:
 
 
 def screen_head(model: onnx.ModelProto, logits_name: str) -> ScreenedHead | None:
-    """Rewrite `model` in place to output LOWER/UPPER/HIDDEN instead of `logits_name`.
+    """Rewrite `model` in place to output LOWER/UPPER/HIDDEN [B, 1, ·] for the kept position POSITIONS[b] of each row
+    instead of `logits_name` [B, kept, V].
 
     None (and `model` untouched) unless the head is an fp32 MatMul whose weight is exactly a Q8_0 embedding.
     """
@@ -87,15 +89,30 @@ def screen_head(model: onnx.ModelProto, logits_name: str) -> ScreenedHead | None
         return None
     qweight, scales = tied
     vocab, k = head_weight.shape
-    hidden = matmul.input[0]
+    hidden = "lm_head.row/out"  # [B, 1, K]: the one position per row that is sampled
     abs_sum = np.abs(head_weight.reshape(vocab, k // BLOCK, BLOCK)).sum(-1)  # [V, K/32]: Σ_{k∈b} |w_k|
     inits = [
         numpy_helper.from_array(scales.reshape(-1), "lm_head.screen.scales"),
         numpy_helper.from_array(np.ascontiguousarray((abs_sum * BOUND_PER_AMAX).T), "lm_head.screen.bound_t"),
         numpy_helper.from_array(np.array([0, 0, k // BLOCK, BLOCK], np.int64), "lm_head.screen.blocks"),
         numpy_helper.from_array(np.array([-1], np.int64), "lm_head.screen.last_axis"),
+        numpy_helper.from_array(np.array([-1, 1], np.int64), "lm_head.positions_shape"),
+        numpy_helper.from_array(np.array([1], np.int64), "lm_head.row_axis"),
     ]
     nodes = [
+        # kept [B, kept positions, K] → each row's position head_positions[b] (right-padded prefill rows end at
+        # different positions; the unscreened graph computes the head for every kept position instead)
+        helper.make_node(
+            "Reshape", [POSITIONS, "lm_head.positions_shape"], ["lm_head.positions/out"], name="lm_head.positions"
+        ),
+        helper.make_node(
+            "GatherND",
+            [matmul.input[0], "lm_head.positions/out"],
+            ["lm_head.gather/out"],
+            name="lm_head.gather",
+            batch_dims=1,
+        ),
+        helper.make_node("Unsqueeze", ["lm_head.gather/out", "lm_head.row_axis"], [hidden], name="lm_head.row"),
         helper.make_node(
             "MatMulNBits",
             [hidden, qweight, "lm_head.screen.scales"],
@@ -133,12 +150,13 @@ def screen_head(model: onnx.ModelProto, logits_name: str) -> ScreenedHead | None
     del graph.initializer[:]
     graph.initializer.extend(keep + inits)
     old = next(o for o in graph.output if o.name == logits_name)
-    dims = [d.dim_param or d.dim_value for d in old.type.tensor_type.shape.dim][:2]
+    batch = old.type.tensor_type.shape.dim[0].dim_param or "batch"
     outputs = [
-        helper.make_tensor_value_info(LOWER, TensorProto.FLOAT, [*dims, vocab]),
-        helper.make_tensor_value_info(UPPER, TensorProto.FLOAT, [*dims, vocab]),
-        helper.make_tensor_value_info(HIDDEN, TensorProto.FLOAT, [*dims, k]),
+        helper.make_tensor_value_info(LOWER, TensorProto.FLOAT, [batch, 1, vocab]),
+        helper.make_tensor_value_info(UPPER, TensorProto.FLOAT, [batch, 1, vocab]),
+        helper.make_tensor_value_info(HIDDEN, TensorProto.FLOAT, [batch, 1, k]),
     ]
+    graph.input.append(helper.make_tensor_value_info(POSITIONS, TensorProto.INT64, [batch]))
     rest = [o for o in graph.output if o.name != logits_name]
     del graph.output[:]
     graph.output.extend(outputs + rest)

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from inference_service.models.derived import cpu_graphs
 from inference_service.models.llama_graph import IR_VERSION, OPSETS
-from inference_service.models.screen import HIDDEN, LOWER, UPPER, screen_head
+from inference_service.models.screen import HIDDEN, LOWER, POSITIONS, UPPER, screen_head
 
 V, K = 300, 96
 
@@ -80,14 +80,17 @@ def test_bounds_hold_for_hidden_states_with_outliers() -> None:
     x[1] *= 1e-3
     x[2, 1] = 0.0
     ids = np.zeros((4, 3), np.int64)
-    lower, upper, hidden, _ = session(model).run(None, {"x": x, "ids": ids})
-    exact = x.astype(np.float64) @ w.T.astype(np.float64)
-    assert np.array_equal(hidden, x)
+    positions = np.array([0, 2, 1, 2], np.int64)  # the head runs on one position per row
+    lower, upper, hidden, _ = session(model).run(None, {"x": x, "ids": ids, POSITIONS: positions})
+    rows = x[np.arange(4), positions]  # [4, K]
+    exact = rows.astype(np.float64) @ w.T.astype(np.float64)
+    assert lower.shape == upper.shape == (4, 1, V) and np.array_equal(hidden[:, 0], rows)
+    lower, upper = lower[:, 0], upper[:, 0]
     assert (lower <= exact).all() and (exact <= upper).all()
-    width, spread = (upper - lower).reshape(-1, V), np.ptp(exact, axis=-1).reshape(-1)
+    width, spread = upper - lower, np.ptp(exact, axis=-1)
     assert (np.median(width, axis=1) <= 0.1 * spread).all()  # a bound, not a shrug: 2–4 % of the logits' range
-    full = session(screened.full).run(None, {HIDDEN: x.reshape(-1, K)})[0]
-    assert np.allclose(full, exact.reshape(-1, V), atol=1e-4)
+    full = session(screened.full).run(None, {HIDDEN: rows})[0]
+    assert np.allclose(full, exact, atol=1e-4)
     assert np.array_equal(screened.weight, w)
 
 
