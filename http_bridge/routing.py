@@ -95,15 +95,10 @@ class RoutingClient:
             raise ModelNotFoundError(model)
         return self.clients[target]
 
-    async def generate(
+    def generate(
         self, request: generation_pb2.GenerateRequest, request_id: str, timeout: float | None
     ) -> AsyncGenerator[generation_pb2.GenerateResponse, None]:
-        stream = self.client_for(request.model).generate(request, request_id, timeout)
-        try:
-            async for response in stream:
-                yield response
-        finally:
-            await stream.aclose()
+        return self.client_for(request.model).generate(request, request_id, timeout)  # no extra layer per message
 
     async def get_model_info(self, model: str) -> model_pb2.ModelInfo:
         return await self.client_for(model).get_model_info(model)
