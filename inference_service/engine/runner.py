@@ -58,7 +58,7 @@ class _Graph:
 
 
 class ModelRunner:
-    """Runs the decoder: input_ids [B, S] for slots [first_slot, first_slot + B) → last-position logits [B, V].
+    """Runs the decoder: input_ids [B, S] for slots [first_slot, first_slot + B) → each row's last-position logits.
 
     On CPU it holds two graphs over the same KV memory: the model as shipped (4-bit MatMulNBits, fastest for a
     single row) and its dense twin (fp32 MatMul on the same values, fastest for batches and prefill chunks); both
@@ -159,12 +159,11 @@ class ModelRunner:
         io.bind_cpu_input(cfg.attention_mask_name, mask)
         if g.keep_logits_input:
             io.bind_cpu_input("num_logits_to_keep", np.array(keep, np.int64))
-        # each row's last real token among the kept positions (the last `keep` of S, or all S without the input)
-        ends = np.full(batch, width - 1, np.int64) if last is None else last.astype(np.int64)
-        positions = ends - (width - (keep if g.keep_logits_input else width))
         screened = len(g.head_outputs) > 1
-        if screened:
-            io.bind_cpu_input(POSITIONS, positions)
+        if screened:  # the head runs on each row's last real token, indexed among the kept positions
+            kept = keep if g.keep_logits_input else width  # the last `keep` of S, or all S without that input
+            ends = np.full(batch, width - 1, np.int64) if last is None else last.astype(np.int64)
+            io.bind_cpu_input(POSITIONS, ends - (width - kept))
         for name in g.head_outputs:
             io.bind_output(name, "cpu")  # fresh buffers for this pass
         g.session.run_with_iobinding(io)
