@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inference_service.engine.sampler import SampleRequest, apply_penalties, is_processed
+from inference_service.models.screen import HIDDEN
 
 MAX_CANDIDATES = 4096  # beyond this, recomputing one by one costs more than the full head: use it
 
@@ -30,7 +31,7 @@ class ExactHead:
 
     def full(self, hidden: np.ndarray) -> np.ndarray:
         """hidden [R, K] → logits [R, V]."""
-        return self.session.run(None, {"hidden": np.ascontiguousarray(hidden, np.float32)})[0]
+        return self.session.run(None, {HIDDEN: np.ascontiguousarray(hidden, np.float32)})[0]
 
     def exact(self, hidden: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """hidden [K], ids [C] → logits [C]."""
