@@ -6,6 +6,7 @@ the head's values as head_weight.npy (memory-mapped by the engine).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -61,15 +62,24 @@ def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool,
         ([f"dense{densify.VERSION}"] if dense else []) + ([f"screen{screen.VERSION}"] if screen_head else [])
     )
     out_dir = cache_dir / _source_key(model_file, steps)
+    nothing = out_dir.with_name(out_dir.name + ".none")  # none applies: remembered, so the model is not reloaded
     if (out_dir / "model.onnx").exists():
         head = out_dir / "head.onnx"
         return Derived(out_dir / "model.onnx", head if head.exists() else None)
+    if nothing.exists():
+        return None
     model = onnx.load(str(model_file))
-    if dense and not densify.densify(model):
-        return None
-    screened = screen.screen_head(model, logits_name) if screen_head else None
-    if not dense and screened is None:
-        return None
+    if not dense or densify.densify(model):  # with dense asked, only a model with MatMulNBits has a twin
+        screened = screen.screen_head(model, logits_name) if screen_head else None
+        if dense or screened is not None:
+            return _write(model, screened, out_dir, f"{model_file} ({steps})")
+    with contextlib.suppress(OSError):  # best effort: a read-only cache just loads the model again next time
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        nothing.touch()
+    return None
+
+
+def _write(model: onnx.ModelProto, screened: screen.ScreenedHead | None, out_dir: Path, what: str) -> Derived:
     tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")  # replicas starting together each write their own
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -81,7 +91,7 @@ def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool,
         tmp.rename(out_dir)
     except OSError:  # another process finished the same derivation first: use its copy
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("derived %s from %s (%s)", out_dir, model_file, steps)
+    logger.info("derived %s from %s", out_dir, what)
     head = out_dir / "head.onnx"
     return Derived(out_dir / "model.onnx", head if head.exists() else None)
 

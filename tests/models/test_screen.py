@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from inference_service.models.derived import cpu_graphs
+from inference_service.models.derived import cpu_graphs, derive
 from inference_service.models.llama_graph import IR_VERSION, OPSETS
 from inference_service.models.screen import HIDDEN, LOWER, POSITIONS, UPPER, screen_head
 
@@ -104,6 +104,21 @@ def test_a_head_that_is_not_the_embedding_is_left_alone() -> None:
 def test_a_head_that_is_not_a_matmul_is_left_alone() -> None:
     model, _ = tied_model()
     assert screen_head(model, "emb") is None
+
+
+def test_a_model_with_nothing_to_derive_is_not_loaded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _ = tied_model(untie=True)
+    model_file = tmp_path / "untied.onnx"
+    onnx.save(model, str(model_file))
+    cache = tmp_path / "cache"
+    assert derive(model_file, cache, dense=False, screen_head=True, logits_name="logits") is None
+
+    def no_load(*_: object, **__: object) -> None:
+        raise AssertionError("the model was loaded again")
+
+    monkeypatch.setattr(onnx, "load", no_load)
+    assert derive(model_file, cache, dense=False, screen_head=True, logits_name="logits") is None
+    assert cpu_graphs(model_file, "logits", cache, dense=False, screen_head=True).one_row == model_file
 
 
 @pytest.mark.model
