@@ -86,7 +86,7 @@ def candidates(row: ScreenedRow, req: SampleRequest) -> np.ndarray | None:
     if is_processed(p):
         lower, upper = apply_penalties(lower, req), apply_penalties(upper, req)
     ids = np.flatnonzero(upper >= _kth_largest(lower, k))
-    return ids if ids.shape[0] <= MAX_CANDIDATES else None
+    return ids if 0 < ids.shape[0] <= MAX_CANDIDATES else None  # none: non-finite bounds, let the full head say
 
 
 def resolve(rows: list[Row], requests: list[SampleRequest]) -> np.ndarray:

@@ -126,6 +126,12 @@ def test_too_many_candidates_fall_back_to_the_full_head(monkeypatch: pytest.Monk
     assert candidates(row, request(temperature=0.0)) is None
 
 
+def test_non_finite_bounds_fall_back_to_the_full_head() -> None:
+    nan = np.full(V, np.nan, np.float32)
+    row = ScreenedRow(nan, nan, np.zeros(K, np.float32), cast(ExactHead, None))
+    assert candidates(row, request(temperature=0.0)) is None
+
+
 @pytest.mark.model
 def test_real_model_screened_engine_generates_what_the_fp32_head_generates(model_dir: Path, tmp_path: Path) -> None:
     """Greedy and seeded top-k chats, batched (dense twin) and alone (4-bit graph), with and without the screen."""
