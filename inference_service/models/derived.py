@@ -1,7 +1,8 @@
 """Graphs derived from a model file at load time (dense twin, screened head), built once and cached on disk.
 
-The folder for one derivation holds model.onnx (+ .data) and, when the head was screened, head.onnx (+ .data) and
-the head's values as head_weight.npy (memory-mapped by the engine).
+The folder for one derivation holds model.onnx (+ .data) and, when the head of the one-row graph was screened,
+head.onnx (+ .data) and the head's values as head_weight.npy (memory-mapped by the engine); the screened dense
+twin uses those.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool,
     if not dense or densify.densify(model):  # with dense asked, only a model with MatMulNBits has a twin
         screened = screen.screen_head(model, logits_name) if screen_head else None
         if dense or screened is not None:
-            return _write(model, screened, out_dir, f"{model_file} ({steps})")
+            head_files = None if dense else screened  # the dense twin shares the one-row graph's head files
+            return _write(model, head_files, out_dir, f"{model_file} ({steps})")
     with contextlib.suppress(OSError):  # best effort: a read-only cache just loads the model again next time
         cache_dir.mkdir(parents=True, exist_ok=True)
         nothing.touch()

@@ -129,6 +129,7 @@ def test_default_model_graphs_are_screened_and_cached(model_dir: Path, tmp_path:
 
     one_row, dense, head = graphs()
     assert dense is not None and head is not None and one_row != model_dir / "model.onnx"
+    assert not (dense.parent / "head_weight.npy").exists()  # the twin shares the one-row graph's head files
     stamps = [p.stat().st_mtime_ns for p in (one_row, dense, head)]
     assert graphs() == (one_row, dense, head)
     assert [p.stat().st_mtime_ns for p in (one_row, dense, head)] == stamps  # built once
