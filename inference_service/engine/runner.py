@@ -98,7 +98,7 @@ class ModelRunner:
                 screen_head=options.screen_head,
             )
             one_row, dense = derived.one_row, derived.dense
-            if derived.head is not None and derived.head_weight is not None:
+            if derived.head is not None and derived.head_weight is not None:  # both or neither
                 session = ort.InferenceSession(str(derived.head), so, providers=providers)
                 self.head = ExactHead(session, np.load(derived.head_weight, mmap_mode="r"))
         self._graphs = [graph(one_row, 1)]

@@ -28,10 +28,10 @@ class Derived:
     model: Path
     head: Path | None  # the full fp32 head (hidden → logits) when the model's head was screened
 
-    @property
-    def head_weight(self) -> Path | None:
-        """float32 [V, K] .npy of the head's values (memory-mapped to recompute candidate logits)."""
-        return None if self.head is None else self.head.with_name("head_weight.npy")
+    @classmethod
+    def found_in(cls, out_dir: Path) -> Derived:
+        head = out_dir / "head.onnx"
+        return cls(out_dir / "model.onnx", head if head.exists() else None)
 
 
 def _source_key(model_file: Path, steps: str) -> str:
@@ -65,8 +65,7 @@ def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool,
     out_dir = cache_dir / _source_key(model_file, steps)
     nothing = out_dir.with_name(out_dir.name + ".none")  # none applies: remembered, so the model is not reloaded
     if (out_dir / "model.onnx").exists():
-        head = out_dir / "head.onnx"
-        return Derived(out_dir / "model.onnx", head if head.exists() else None)
+        return Derived.found_in(out_dir)
     if nothing.exists():
         return None
     model = onnx.load(str(model_file))
@@ -94,8 +93,7 @@ def _write(model: onnx.ModelProto, screened: screen.ScreenedHead | None, out_dir
     except OSError:  # another process finished the same derivation first: use its copy
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("derived %s from %s", out_dir, what)
-    head = out_dir / "head.onnx"
-    return Derived(out_dir / "model.onnx", head if head.exists() else None)
+    return Derived.found_in(out_dir)
 
 
 @dataclass(slots=True, frozen=True)
@@ -103,7 +101,11 @@ class CpuGraphs:
     one_row: Path  # the model as shipped, or its screened copy
     dense: Path | None  # the dense twin (screened when one_row is)
     head: Path | None  # the full fp32 head (hidden → logits), when the graphs are screened
-    head_weight: Path | None  # its values, float32 [V, K] .npy
+
+    @property
+    def head_weight(self) -> Path | None:
+        """float32 [V, K] .npy of the head's values (memory-mapped to recompute candidate logits)."""
+        return None if self.head is None else self.head.with_name("head_weight.npy")
 
 
 def cpu_graphs(model_file: Path, logits_name: str, cache_dir: Path, *, dense: bool, screen_head: bool) -> CpuGraphs:
@@ -117,6 +119,7 @@ def cpu_graphs(model_file: Path, logits_name: str, cache_dir: Path, *, dense: bo
         if dense
         else None
     )
+    twin_model = twin.model if twin is not None else None
     if head is None:
-        return CpuGraphs(model_file, twin.model if twin is not None else None, None, None)
-    return CpuGraphs(head.model, twin.model if twin is not None else None, head.head, head.head_weight)
+        return CpuGraphs(model_file, twin_model, None)
+    return CpuGraphs(head.model, twin_model, head.head)

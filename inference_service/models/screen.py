@@ -14,7 +14,6 @@ graph of its own (hidden → logits) for rows that need the whole distribution.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +21,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from inference_service.models.llama_graph import IR_VERSION, OPSETS
-
-logger = logging.getLogger(__name__)
 
 VERSION = 2  # 2: the head runs on one position per row (head_positions)
 LOWER, UPPER, HIDDEN = "logits_lower", "logits_upper", "hidden"
