@@ -42,6 +42,17 @@ def run(core: EngineCore, max_steps: int = 200) -> dict[tuple[str, int], list[Ch
     return outputs
 
 
+def generated_ids(core: EngineCore, requests: list[GenerationRequest], together: bool) -> list[list[int]]:
+    """Each request's generated token ids: all added at once, or each run to its end before the next is added."""
+    outputs: dict[tuple[str, int], list[ChoiceOutput]] = {}
+    for request in requests:
+        core.add_request(request)
+        if not together:
+            outputs.update(run(core))
+    outputs.update(run(core))
+    return [[t for out in outputs[(r.request_id, 0)] for t in out.token_ids] for r in requests]
+
+
 def text(outs: list[ChoiceOutput]) -> str:
     return "".join(o.text for o in outs)
 

@@ -19,7 +19,7 @@ from inference_service.engine.tokenizer import Tokenizer
 from inference_service.engine.types import ChatMessage, FinishReason
 from inference_service.models.folder import load_model_config
 from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer
-from tests.engine.test_core import req, run, text
+from tests.engine.test_core import generated_ids, req, run, text
 
 
 def make_core(budget: int, num_slots: int = 4, capacity: int = 16, **config: Any) -> tuple[EngineCore, FakeRunner]:
@@ -140,16 +140,8 @@ def test_real_model_output_is_unchanged_by_preemption(model_dir: Path, tmp_path:
         options = RunnerOptions(device="cpu", num_slots=2, slot_capacity=64, dense_min_rows=0)
         runner = ModelRunner(config, dataclasses.replace(options, kv_cache_mib=budget_mib))
         core = EngineCore(runner, tokenizer, config.eos_token_ids, SchedulerConfig())
-        tokens: dict[str, list[int]] = {}
-        for i, prompt in enumerate(prompts):
-            core.add_request(req(f"r{i}", prompt, max_tokens=64 - len(prompt) - 1))
-            while core.has_work and not together:
-                for out in core.step():
-                    tokens.setdefault(out.request_id, []).extend(out.token_ids)
-        while core.has_work:
-            for out in core.step():
-                tokens.setdefault(out.request_id, []).extend(out.token_ids)
-        return [tokens[f"r{i}"] for i in range(len(prompts))], core.scheduler.num_preemptions
+        requests = [req(f"r{i}", prompt, max_tokens=64 - len(prompt) - 1) for i, prompt in enumerate(prompts)]
+        return generated_ids(core, requests, together), core.scheduler.num_preemptions
 
     alone, _ = generate(0, together=False)
     preempted, preemptions = generate(1, together=True)  # 1 MiB → the minimum: one 64-token slot for both

@@ -141,6 +141,7 @@ def test_real_model_screened_engine_generates_what_the_fp32_head_generates(model
     from inference_service.engine.tokenizer import Tokenizer
     from inference_service.engine.types import ChatMessage, GenerationRequest, StoppingParams
     from inference_service.models.folder import load_model_config
+    from tests.engine.test_core import generated_ids
 
     config = load_model_config(model_dir)
     tokenizer = Tokenizer.from_dir(model_dir)
@@ -151,22 +152,18 @@ def test_real_model_screened_engine_generates_what_the_fp32_head_generates(model
         SamplingParams(temperature=0.0, repetition_penalty=1.2),
     ]
 
+    prompts = [tokenizer.encode(tokenizer.apply_chat_template([ChatMessage("user", q)])) for q in questions]
+
     def generate(screen: bool, together: bool) -> list[list[int]]:
         options = RunnerOptions(device="cpu", num_slots=4, slot_capacity=256, screen_head=screen, cache_dir=tmp_path)
         runner = ModelRunner(config, options)
         assert (runner.head is not None) == screen
         core = EngineCore(runner, tokenizer, config.eos_token_ids, SchedulerConfig())
-        tokens: dict[str, list[int]] = {}
-        for i, (q, sampling) in enumerate(zip(questions, samplings, strict=True)):
-            prompt = tokenizer.encode(tokenizer.apply_chat_template([ChatMessage("user", q)]))
-            core.add_request(GenerationRequest(f"r{i}", prompt, sampling, StoppingParams(max_tokens=24)))
-            while core.has_work and not together:
-                for out in core.step():
-                    tokens.setdefault(out.request_id, []).extend(out.token_ids)
-        while core.has_work:
-            for out in core.step():
-                tokens.setdefault(out.request_id, []).extend(out.token_ids)
-        return [tokens[f"r{i}"] for i in range(len(questions))]
+        requests = [
+            GenerationRequest(f"r{i}", prompts[i], sampling, StoppingParams(max_tokens=24))
+            for i, sampling in enumerate(samplings)
+        ]
+        return generated_ids(core, requests, together)
 
     for together in (False, True):
         assert generate(True, together) == generate(False, together)
