@@ -69,12 +69,6 @@ class EngineCore:
     def has_work(self) -> bool:
         return self.scheduler.has_work
 
-    def has_request(self, request_id: str) -> bool:
-        return request_id in self._requests
-
-    def can_add(self, request: GenerationRequest) -> bool:
-        return self.scheduler.can_add(request.n)
-
     def add_request(self, request: GenerationRequest) -> None:
         seed = request.sampling.seed
         seqs = []

@@ -58,9 +58,6 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
 
-    def can_add(self, count: int) -> bool:
-        return len(self.waiting) + count <= self.config.max_waiting
-
     def add(self, seq: Sequence) -> None:
         self.waiting.append(seq)
 
