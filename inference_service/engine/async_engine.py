@@ -205,7 +205,7 @@ class AsyncEngine:
             outputs = self.core.step()
         except Exception:
             logger.exception("engine step failed; failing the requests in it")
-            ids = self.core.running_request_ids()
+            ids = self.core.stepping_request_ids()
             for request_id in ids:
                 self.core.abort_request(request_id)
             self._post_error(ids, EngineInternalError("internal error while generating"))

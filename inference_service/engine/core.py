@@ -23,7 +23,9 @@ from inference_service.engine.types import (
     ChoiceOutput,
     FinishReason,
     GenerationRequest,
+    SamplingParams,
     ServerLoad,
+    StoppingParams,
     Timing,
     TokenLogprob,
     TopLogprob,
@@ -63,6 +65,7 @@ class EngineCore:
         self._requests: dict[str, list[Sequence]] = {}
         self._seq_ids = itertools.count()
         self._failures: list[tuple[str, EngineError]] = []
+        self._stepping: list[str] = []  # requests with a sequence in the current (or last) step
         self.fault_hook: Callable[[Sequence], None] | None = None  # tests inject step failures through it
 
     @property
@@ -110,8 +113,30 @@ class EngineCore:
                 )
         return outputs
 
-    def running_request_ids(self) -> list[str]:
-        return list(self._requests)
+    def stepping_request_ids(self) -> list[str]:
+        """The requests the current step runs: what a failed step fails (waiting requests are not in it)."""
+        return list(self._stepping)
+
+    def warm_up(self, max_steps: int = 8) -> None:
+        """One real generation before serving (a two-token prefill, then a decode step): a model or device that
+        cannot generate raises here, before anything reports ready."""
+        self.add_request(
+            GenerationRequest(
+                "warm-up",
+                [self.pad_token_id] * 2,
+                SamplingParams(temperature=0.0),
+                StoppingParams(max_tokens=2, ignore_eos=True),
+            )
+        )
+        for _ in range(max_steps):
+            if not self.has_work:
+                break
+            self.step()
+            for _, error in self.take_failures():
+                raise error
+        if self.has_work or "warm-up" in self._requests:
+            self.abort_request("warm-up")
+            raise EngineInternalError(f"warm-up generation did not finish in {max_steps} steps")
 
     def load(self) -> ServerLoad:
         running = self.scheduler.running.values()
@@ -167,12 +192,15 @@ class EngineCore:
         for seq in self.scheduler.expire_waiting(time.monotonic()):
             limit = self.scheduler.config.max_queue_wait_s
             self._fail(seq.request.request_id, QueueTimeoutError(f"no capacity within {limit:g} s; retry later"))
+        self._stepping = [s.request.request_id for s in self.scheduler.running.values()]  # until the plan is known
         plan = self.scheduler.schedule()
+        running = [(slot, seq) for slot, seq in self.scheduler.running.items() if slot < plan.decode_span]
+        in_step = [seq for _, seq in running] + [chunk.seq for chunk in plan.prefill]
+        self._stepping = list(dict.fromkeys(seq.request.request_id for seq in in_step))
         ready: list[tuple[Sequence, Row]] = []  # sequences whose pending tokens all ran → sample
         if plan.decode_span:
             ids = np.full((plan.decode_span, 1), self.pad_token_id, np.int64)
             lengths = np.ones(plan.decode_span, np.int64)  # free slots: a dummy token at position 0
-            running = [(slot, seq) for slot, seq in self.scheduler.running.items() if slot < plan.decode_span]
             for slot, seq in running:
                 ids[slot, 0] = seq.token_ids[seq.num_cached]
                 lengths[slot] = seq.num_cached + 1
