@@ -4,6 +4,9 @@ A sequence owns one slot while it runs; GroupQueryAttention reads and writes the
 bound to the same memory), so nothing is copied or concatenated per step. New sequences take the lowest free
 slot, which keeps the decode batch — slots [0, span) — dense.
 
+The element type is the graph's (read from the session by the runner): fp32 for the CPU graph, fp16/bf16 for
+CUDA graphs. On CUDA the buffers live on the device and never travel.
+
 Memory is a token budget, not slots × capacity: on CPU the buffers are reserved address space that becomes
 resident only where written (and is handed back when a slot is freed), and the scheduler keeps the tokens of
 running sequences within `budget_tokens`. So resident KV memory is at most the budget, whatever the slot count.
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from inference_service.models.precision import FP32, ElementType
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,31 +34,32 @@ class KVLayout:
     kv_heads: int
     slot_capacity: int  # tokens per slot
     head_size: int
+    dtype: ElementType = FP32  # the graph's past/present element type
 
     @property
     def slot_bytes(self) -> int:
-        return self.kv_heads * self.slot_capacity * self.head_size * 4
+        return self.kv_heads * self.slot_capacity * self.head_size * self.dtype.itemsize
 
     @property
     def token_bytes(self) -> int:
         """Bytes one cached token takes: key and value, every layer."""
-        return 2 * self.num_layers * self.kv_heads * self.head_size * 4
+        return 2 * self.num_layers * self.kv_heads * self.head_size * self.dtype.itemsize
 
     @property
     def total_bytes(self) -> int:
         return 2 * self.num_layers * self.num_slots * self.slot_bytes
 
 
-def _lazy_zeros(shape: tuple[int, ...]) -> tuple[mmap.mmap, np.ndarray]:
-    """Zeroed float32 memory that becomes resident only where written, in 4 KiB pages.
+def _lazy_zeros(shape: tuple[int, ...], dtype: ElementType) -> tuple[mmap.mmap, np.ndarray]:
+    """Zeroed memory that becomes resident only where written, in 4 KiB pages (bf16 as its uint16 bits).
 
     np.zeros asks for transparent huge pages: one token written into a slot would then commit 2 MiB per head,
     so a few batched steps made every slot fully resident (6.8 GB peak RSS for 16 slots × 8192 tokens).
     """
-    buffer = mmap.mmap(-1, int(np.prod(shape)) * 4, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buffer = mmap.mmap(-1, int(np.prod(shape)) * dtype.itemsize, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         buffer.madvise(mmap.MADV_NOHUGEPAGE)
-    return buffer, np.frombuffer(buffer, np.float32).reshape(shape)
+    return buffer, np.frombuffer(buffer, dtype.storage).reshape(shape)
 
 
 class KVCache:
@@ -68,16 +74,16 @@ class KVCache:
         shape = (layout.num_slots, layout.kv_heads, layout.slot_capacity, layout.head_size)
         self._maps: list[mmap.mmap] = []  # CPU: the mappings behind the buffers, key/value per layer
         self._host: list[np.ndarray] = []  # CPU: the numpy arrays over them
-        self._buffers: list[tuple[ort.OrtValue, ort.OrtValue]] = [
-            (self._alloc(shape), self._alloc(shape)) for _ in range(layout.num_layers)
-        ]
+        self._device: list[ort.OrtValue] = []  # CUDA: device buffers, key/value per layer
+        self._pointers = [self._alloc(shape) for _ in range(2 * layout.num_layers)]  # key/value per layer
         self._free: list[int] = list(range(layout.num_slots))
         self._used: set[int] = set()
         logger.info(
-            "KV cache: %d slots × %d tokens, %d layers on %s; budget %d tokens = %.1f MiB (%.1f KiB per token)%s",
+            "KV cache: %d slots × %d tokens, %d layers, %s on %s; budget %d tokens = %.1f MiB (%.1f KiB per token)%s",
             layout.num_slots,
             layout.slot_capacity,
             layout.num_layers,
+            layout.dtype.name,
             device,
             self.budget_tokens,
             self.budget_tokens * layout.token_bytes / 2**20,
@@ -85,13 +91,17 @@ class KVCache:
             "" if device == "cpu" else f", {layout.total_bytes / 2**20:.1f} MiB allocated",
         )
 
-    def _alloc(self, shape: tuple[int, ...]) -> ort.OrtValue:
+    def _alloc(self, shape: tuple[int, ...]) -> int:
+        """A buffer of `shape` in the layout's type; returns its address (the cache keeps the memory alive)."""
         if self.device == "cpu":
-            buffer, array = _lazy_zeros(shape)
+            buffer, array = _lazy_zeros(shape, self.layout.dtype)
             self._maps.append(buffer)
-            self._host.append(array)  # the OrtValue borrows this memory: keep it alive and addressable
-            return ort.OrtValue.ortvalue_from_numpy(array)
-        return ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, self.device, self.device_id)
+            self._host.append(array)
+            return int(array.ctypes.data)
+        element = self.layout.dtype.onnx_type  # bf16 has no numpy type: onnxruntime takes the ONNX type number
+        value = ort.OrtValue.ortvalue_from_shape_and_type(shape, element, self.device, self.device_id)
+        self._device.append(value)
+        return int(value.data_ptr())
 
     @property
     def host_accessible(self) -> bool:
@@ -140,4 +150,4 @@ class KVCache:
 
     def pointer(self, layer: int, kind: int, first_slot: int) -> int:
         """Address of slot `first_slot` in the layer's key (kind 0) or value (kind 1) buffer."""
-        return int(self._buffers[layer][kind].data_ptr()) + first_slot * self.layout.slot_bytes
+        return self._pointers[2 * layer + kind] + first_slot * self.layout.slot_bytes

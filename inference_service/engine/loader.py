@@ -1,8 +1,14 @@
-"""Wire a model folder into a running engine: config → tokenizer → runner → core → async front."""
+"""Wire a model folder into a running engine: config → graphs → tokenizer → runner → core → warm-up → async front.
+
+Preparing is done here, before anything runs: derived CPU graphs are built (or found in the cache) and handed to
+the runner, which only loads them. The warm-up is one real generation; on CUDA its profile proves that attention
+and matmuls ran on the GPU. Either failing stops the service before it reports ready.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +17,15 @@ import onnxruntime as ort
 
 from inference_service.engine.async_engine import AsyncEngine
 from inference_service.engine.core import EngineCore
+from inference_service.engine.placement import check_placement, summary
 from inference_service.engine.prefix_cache import PrefixCacheConfig
-from inference_service.engine.runner import ModelRunner, RunnerOptions
+from inference_service.engine.runner import CPU_EP, ModelRunner, RunnerOptions, select_provider
 from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.tokenizer import Tokenizer
+from inference_service.models.derived import CpuGraphs, cpu_graphs
 from inference_service.models.folder import ModelConfig, load_model_config
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,6 +49,34 @@ def fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def prepare_graphs(config: ModelConfig, options: RunnerOptions) -> CpuGraphs:
+    """The graphs the runner will load: on the CPU EP with a cache, the derived ones that apply; else as shipped."""
+    if select_provider(options.device) != CPU_EP or options.cache_dir is None:
+        return CpuGraphs(config.model_file, None, None)
+    return cpu_graphs(
+        config.model_file,
+        config.logits_name,
+        options.cache_dir,
+        dense=options.dense_min_rows > 0,
+        screen_head=options.screen_head,
+    )
+
+
+def load_runner(config: ModelConfig, options: RunnerOptions) -> ModelRunner:
+    """A runner over the prepared graphs."""
+    return ModelRunner(config, options, prepare_graphs(config, options))
+
+
+def describe_precision(runner: ModelRunner, folder: Path) -> str:
+    """What GetModelInfo and /metrics report: the graph's compute type, and whether GGUF weights are kept exact."""
+    name = runner.precision.name
+    if not (folder / "ortserve_convert.json").exists():
+        return f"{name} (as built)"
+    if name == "fp32":
+        return "fp32 (GGUF weights exact)"
+    return f"{name} (GGUF 4-bit codes and f16 scales kept, fp32 LM head)"
+
+
 def load_model(
     folder: Path,
     model_id: str,
@@ -48,10 +86,17 @@ def load_model(
 ) -> ServedModel:
     config = load_model_config(folder)
     tokenizer = Tokenizer.from_dir(folder)
-    runner = ModelRunner(config, runner_options)
+    runner = load_runner(config, runner_options)
     eos = config.eos_token_ids or tokenizer.eos_token_ids
     core = EngineCore(runner, tokenizer, eos, scheduler_config, config.pad_token_id or 0, prefix_cache)
-    precision = "GGUF weights kept exact, fp32 compute" if (folder / "ortserve_convert.json").exists() else "as built"
+    started = time.monotonic()
+    core.warm_up()
+    runs = runner.placement()
+    if runs is not None:
+        logger.info("node placement of the warm-up passes (op: {provider: nodes}): %s", summary(runs))
+        check_placement(runs, runner.provider)
+    logger.info("warm-up generation on %s: %.2f s", runner.provider, time.monotonic() - started)
+    precision = describe_precision(runner, folder)
     return ServedModel(
         model_id=model_id or folder.name,
         config=config,

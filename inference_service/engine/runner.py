@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import onnxruntime as ort
 
 from inference_service.engine.kv_cache import KVCache, KVLayout
 from inference_service.engine.lm_head import ExactHead, ScreenedRows
-from inference_service.models.derived import cpu_graphs
+from inference_service.engine.placement import NodeRun, node_runs
+from inference_service.models.derived import CpuGraphs
 from inference_service.models.folder import ModelConfig
+from inference_service.models.precision import ElementType, element_type
 from inference_service.models.screen import HIDDEN, LOWER, POSITIONS, UPPER
 
 logger = logging.getLogger(__name__)
@@ -60,14 +63,18 @@ class _Graph:
 class ModelRunner:
     """Runs the decoder: input_ids [B, S] for slots [first_slot, first_slot + B) → each row's last-position logits.
 
-    On CPU it holds two graphs over the same KV memory: the model as shipped (4-bit MatMulNBits, fastest for a
-    single row) and its dense twin (fp32 MatMul on the same values, fastest for batches and prefill chunks); both
-    with the LM head screened when it is a tied Q8_0 embedding (then forward returns ScreenedRows).
+    The graphs come prepared (engine/loader.py): the model as shipped, and on CPU possibly its dense twin (fp32
+    MatMul on the same values, fastest for batches and prefill chunks) over the same KV memory, both with the LM head
+    screened when it is a tied Q8_0 embedding (then forward returns ScreenedRows). Element types of KV and logits
+    are the graph's; the caller always gets fp32 logits.
     """
 
-    def __init__(self, config: ModelConfig, options: RunnerOptions) -> None:
+    def __init__(self, config: ModelConfig, options: RunnerOptions, graphs: CpuGraphs | None = None) -> None:
         self.config = config
         provider = select_provider(options.device)
+        graphs = graphs or CpuGraphs(config.model_file, None, None)
+        if provider != CPU_EP and (graphs.dense is not None or graphs.head is not None):
+            raise ValueError("derived CPU graphs (dense twin, screened head) run on the CPU EP only")
         so = ort.SessionOptions()
         so.intra_op_num_threads = options.threads or os.cpu_count() or 1
         so.inter_op_num_threads = 1
@@ -78,8 +85,13 @@ class ModelRunner:
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
         so.add_session_config_entry("session.force_spinning_stop", "1")
         providers: list[str | tuple[str, dict[str, str]]] = [CPU_EP]
+        self._profile_dir: tempfile.TemporaryDirectory[str] | None = None
         if provider == CUDA_EP:
             providers = [(CUDA_EP, {"device_id": str(options.device_id)}), CPU_EP]
+            # the first passes are profiled to prove where each node runs (placement()), then profiling stops
+            self._profile_dir = tempfile.TemporaryDirectory(prefix="ortserve-profile-")
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(self._profile_dir.name) / "warmup")
 
         def graph(path: Path, min_rows: int) -> _Graph:
             session = ort.InferenceSession(str(path), so, providers=providers)
@@ -88,49 +100,87 @@ class ModelRunner:
             head = (LOWER, UPPER, HIDDEN) if screened else (config.logits_name,)
             return _Graph(min_rows, session, session.io_binding(), keep, head)
 
-        one_row, dense, self.head = config.model_file, None, None
-        if provider == CPU_EP and options.cache_dir is not None:  # on CUDA the model runs as shipped
-            derived = cpu_graphs(
-                config.model_file,
-                config.logits_name,
-                options.cache_dir,
-                dense=options.dense_min_rows > 0,
-                screen_head=options.screen_head,
-            )
-            one_row, dense = derived.one_row, derived.dense
-            if derived.head is not None and derived.head_weight is not None:  # both or neither
-                session = ort.InferenceSession(str(derived.head), so, providers=providers)
-                self.head = ExactHead(session, np.load(derived.head_weight, mmap_mode="r"))
-        self._graphs = [graph(one_row, 1)]
+        self.head = None
+        if graphs.head is not None and graphs.head_weight is not None:  # both or neither
+            session = ort.InferenceSession(str(graphs.head), so, providers=providers)
+            self.head = ExactHead(session, np.load(graphs.head_weight, mmap_mode="r"))
+        self._graphs = [graph(graphs.one_row, 1)]
         self.provider = self._graphs[0].session.get_providers()[0]
         self.device = "cuda" if self.provider == CUDA_EP else "cpu"
-        if dense is not None:
-            self._graphs.append(graph(dense, options.dense_min_rows))
+        if graphs.dense is not None:
+            self._graphs.append(graph(graphs.dense, options.dense_min_rows))
+        self.kv_dtype = self._kv_type(self._graphs[0].session)
+        for g in self._graphs[1:]:
+            if self._kv_type(g.session) != self.kv_dtype:
+                raise ValueError(f"{graphs.dense}: KV type differs from {graphs.one_row}'s")
         capacity = min(options.slot_capacity or config.context_length, config.context_length)
-        layout = KVLayout(config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size)
+        layout = KVLayout(
+            config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size, self.kv_dtype
+        )
         budget = options.kv_cache_mib * 2**20 // layout.token_bytes
         self.kv = KVCache(layout, self.device, options.device_id, budget)
         logger.info(
-            "loaded %s on %s (%d threads; %s; %s)",
-            config.model_file,
+            "loaded %s on %s (%d threads; %s KV, %s logits; %s; %s)",
+            graphs.one_row,
             self.provider,
             so.intra_op_num_threads,
+            self.kv_dtype.name,
+            "/".join(self._output_type(g, n).name for g in self._graphs[:1] for n in g.head_outputs[:1]),
             f"dense twin from {options.dense_min_rows} rows" if len(self._graphs) > 1 else "no dense twin",
-            "LM head screened: int8 bounds, exact candidates" if self.head is not None else "fp32 LM head",
+            "LM head screened: int8 bounds, exact candidates" if self.head is not None else "full LM head",
         )
+
+    def _kv_type(self, session: ort.InferenceSession) -> ElementType:
+        """The element type of every past/present tensor of the graph (one type for all, or an error)."""
+        cfg = self.config
+        names = {p % i for p in (cfg.past_key_names, cfg.past_value_names) for i in range(cfg.num_layers)}
+        names |= {p % i for p in (cfg.present_key_names, cfg.present_value_names) for i in range(cfg.num_layers)}
+        args = [a for a in (*session.get_inputs(), *session.get_outputs()) if a.name in names]
+        if len(args) != len(names):
+            missing = sorted(names - {a.name for a in args})
+            raise ValueError(f"the graph lacks KV inputs/outputs named in genai_config.json: {missing[:4]}")
+        types = {element_type(a.type) for a in args}
+        if len(types) != 1:
+            raise ValueError(f"the graph's KV tensors have mixed types {sorted(t.name for t in types)}")
+        return types.pop()
+
+    @staticmethod
+    def _output_type(g: _Graph, name: str) -> ElementType:
+        found = next(o for o in g.session.get_outputs() if o.name == name)
+        t = element_type(found.type)
+        if t.storage is np.uint16:  # numpy cannot read bf16 outputs: the graph must cast its logits
+            raise ValueError(f"output {name} is {found.type}; logits must be float32 or float16")
+        return t
 
     @property
     def slot_capacity(self) -> int:
         return self.kv.layout.slot_capacity
 
+    @property
+    def precision(self) -> ElementType:
+        """The graph's compute precision, as its KV type says."""
+        return self.kv_dtype
+
+    def placement(self) -> list[NodeRun] | None:
+        """Where each node of the passes run so far executed (CUDA runners, once: it ends profiling); else None."""
+        if self._profile_dir is None:
+            return None
+        runs = []
+        for g in self._graphs:
+            runs += node_runs(Path(g.session.end_profiling()))
+        self._profile_dir.cleanup()
+        self._profile_dir = None
+        return runs
+
     def forward(
         self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int, last: np.ndarray | None = None
     ) -> np.ndarray | ScreenedRows:
-        """input_ids: int64 [B, S] new tokens; lengths: int [B] cached + new tokens per row → logits [B, V]
+        """input_ids: int64 [B, S] new tokens; lengths: int [B] cached + new tokens per row → fp32 logits [B, V]
         (or, with a screened head, ScreenedRows: bounds on them and the hidden state).
 
         Each row's new tokens are written to its slot from position length − S (rows of fresh prompts may be
         right-padded: then `last` [B] gives each row's last real token within S, and its logits are returned).
+        Only ids and mask go to the device; KV stays where it lives; the kept logits come back.
         """
         batch, width = input_ids.shape
         keep = 1 if last is None else width - int(last.min())
@@ -146,13 +196,14 @@ class ModelRunner:
             for name in g.head_outputs:  # bound first: get_outputs()[:len(head_outputs)]
                 io.bind_output(name, "cpu")
             shape = [batch, kv.layout.kv_heads, kv.layout.slot_capacity, kv.layout.head_size]
+            element = kv.layout.dtype.onnx_type
             for layer in range(cfg.num_layers):
                 for kind, (past, present) in enumerate(
                     ((cfg.past_key_names, cfg.present_key_names), (cfg.past_value_names, cfg.present_value_names))
                 ):
                     ptr = kv.pointer(layer, kind, first_slot)
-                    io.bind_input(past % layer, kv.device, kv.device_id, np.float32, shape, ptr)
-                    io.bind_output(present % layer, kv.device, kv.device_id, np.float32, shape, ptr)
+                    io.bind_input(past % layer, kv.device, kv.device_id, element, shape, ptr)
+                    io.bind_output(present % layer, kv.device, kv.device_id, element, shape, ptr)
             g.kv_bound = (first_slot, batch)
         # binding a name again replaces its value
         io.bind_cpu_input(cfg.input_ids_name, np.ascontiguousarray(input_ids, dtype=np.int64))
@@ -171,9 +222,8 @@ class ModelRunner:
         heads = [outputs[i].numpy() for i in range(len(g.head_outputs))]
         if not screened:  # logits [B, kept positions, V]; a graph without num_logits_to_keep keeps all S
             logits = heads[0]
-            if last is None:
-                return logits[:, -1]
-            return logits[np.arange(batch), last - (width - logits.shape[1])]
+            rows_logits = logits[:, -1] if last is None else logits[np.arange(batch), last - (width - logits.shape[1])]
+            return rows_logits.astype(np.float32, copy=False)  # fp16 graphs: only the sampled rows are converted
         assert self.head is not None
         lower, upper, hidden = (h[:, 0] for h in heads)  # [B, 1, ·]: the head ran on one position per row
         return ScreenedRows(lower, upper, hidden, self.head)

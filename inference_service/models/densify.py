@@ -114,6 +114,8 @@ def densify(model: onnx.ModelProto) -> int:
         const = all(name in inits for name in inputs[1:3]) and (not inputs[3] or inputs[3] in inits)
         if node.op_type != "MatMulNBits" or not const or inputs[4]:  # g_idx: leave as is
             continue
+        if inits[inputs[2]].data_type != onnx.TensorProto.FLOAT:  # fp16/bf16 activations: an fp32 twin breaks types
+            continue
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         n, k, block = int(attrs["N"]), int(attrs["K"]), int(attrs["block_size"])
         zp = numpy_helper.to_array(inits[inputs[3]]) if inputs[3] else None

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from inference_service.models import densify, screen
+from inference_service.models.precision import FP32, float_type
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,10 @@ def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool,
     if nothing.exists():
         return None
     model = onnx.load(str(model_file))
-    if not dense or densify.densify(model):  # with dense asked, only a model with MatMulNBits has a twin
+    types = graph_types(model)
+    if types != {FP32.name}:  # both derivations compute in fp32: a graph of other types would break
+        logger.info("%s has %s inputs/outputs: no derived CPU graphs", model_file, "/".join(sorted(types)))
+    elif not dense or densify.densify(model):  # with dense asked, only a model with MatMulNBits has a twin
         screened = screen.screen_head(model, logits_name) if screen_head else None
         if dense or screened is not None:
             head_files = None if dense else screened  # the dense twin shares the one-row graph's head files
@@ -78,6 +82,12 @@ def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool,
         cache_dir.mkdir(parents=True, exist_ok=True)
         nothing.touch()
     return None
+
+
+def graph_types(model: onnx.ModelProto) -> set[str]:
+    """The element types (fp32, fp16, bf16) of the graph's float inputs and outputs."""
+    found = (float_type(value.type.tensor_type.elem_type) for value in (*model.graph.input, *model.graph.output))
+    return {t.name for t in found if t is not None}
 
 
 def _write(model: onnx.ModelProto, screened: screen.ScreenedHead | None, out_dir: Path, what: str) -> Derived:

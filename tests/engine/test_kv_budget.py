@@ -13,7 +13,8 @@ import pytest
 
 from inference_service.engine.core import EngineCore
 from inference_service.engine.kv_cache import KVCache, KVLayout
-from inference_service.engine.runner import ModelRunner, RunnerOptions
+from inference_service.engine.loader import load_runner
+from inference_service.engine.runner import RunnerOptions
 from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.tokenizer import Tokenizer
 from inference_service.engine.types import ChatMessage, FinishReason
@@ -138,7 +139,7 @@ def test_real_model_output_is_unchanged_by_preemption(model_dir: Path, tmp_path:
     def generate(budget_mib: int, together: bool) -> tuple[list[list[int]], int]:
         # the 4-bit graph for every step (no dense twin): equal rows → equal numerics, alone or batched
         options = RunnerOptions(device="cpu", num_slots=2, slot_capacity=64, dense_min_rows=0)
-        runner = ModelRunner(config, dataclasses.replace(options, kv_cache_mib=budget_mib))
+        runner = load_runner(config, dataclasses.replace(options, kv_cache_mib=budget_mib))
         core = EngineCore(runner, tokenizer, config.eos_token_ids, SchedulerConfig())
         requests = [req(f"r{i}", prompt, max_tokens=64 - len(prompt) - 1) for i, prompt in enumerate(prompts)]
         return generated_ids(core, requests, together), core.scheduler.num_preemptions

@@ -136,7 +136,8 @@ def test_non_finite_bounds_fall_back_to_the_full_head() -> None:
 def test_real_model_screened_engine_generates_what_the_fp32_head_generates(model_dir: Path, tmp_path: Path) -> None:
     """Greedy and seeded top-k chats, batched (dense twin) and alone (4-bit graph), with and without the screen."""
     from inference_service.engine.core import EngineCore
-    from inference_service.engine.runner import ModelRunner, RunnerOptions
+    from inference_service.engine.loader import load_runner
+    from inference_service.engine.runner import RunnerOptions
     from inference_service.engine.scheduler import SchedulerConfig
     from inference_service.engine.tokenizer import Tokenizer
     from inference_service.engine.types import ChatMessage, GenerationRequest, StoppingParams
@@ -156,7 +157,7 @@ def test_real_model_screened_engine_generates_what_the_fp32_head_generates(model
 
     def generate(screen: bool, together: bool) -> list[list[int]]:
         options = RunnerOptions(device="cpu", num_slots=4, slot_capacity=256, screen_head=screen, cache_dir=tmp_path)
-        runner = ModelRunner(config, options)
+        runner = load_runner(config, options)
         assert (runner.head is not None) == screen
         core = EngineCore(runner, tokenizer, config.eos_token_ids, SchedulerConfig())
         requests = [

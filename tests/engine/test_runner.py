@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from inference_service.engine.lm_head import full_logits
+from inference_service.engine.loader import load_runner
 from inference_service.engine.runner import ModelRunner, RunnerOptions
 from inference_service.models.folder import load_model_config
 
@@ -20,7 +21,7 @@ def runner(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRu
     options = RunnerOptions(
         device="cpu", num_slots=4, slot_capacity=256, dense_min_rows=2, cache_dir=tmp_path_factory.mktemp("dense")
     )
-    return ModelRunner(load_model_config(model_dir), options)
+    return load_runner(load_model_config(model_dir), options)
 
 
 def fwd(runner: ModelRunner, *args: Any, **kwargs: Any) -> np.ndarray:
