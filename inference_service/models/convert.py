@@ -22,6 +22,7 @@ from tqdm import tqdm
 from inference_service.models.gguf_tokenizer import tokenizer_special_ids, write_tokenizer_files
 from inference_service.models.gguf_weights import BlockQuantized, Dense, Weight, dequantize, transcode
 from inference_service.models.llama_graph import LayerWeights, LlamaShape, LlamaWeights, build_llama
+from inference_service.models.precision import FP32, PRECISIONS
 from inference_service.models.pull import sha256_of
 
 logger = logging.getLogger(__name__)
@@ -118,13 +119,22 @@ def read_weights(reader: gguf.GGUFReader, shape: LlamaShape, progress: bool) -> 
     return LlamaWeights(embedding, layers, vector("output_norm.weight"), lm_head)
 
 
-def genai_config(shape: LlamaShape, special: dict[str, Any]) -> dict[str, Any]:
+def target_provider(precision: str) -> str:
+    """The execution provider a precision is built for: fp32 for the CPU EP, fp16/bf16 for the CUDA EP."""
+    return "cpu" if precision == FP32.name else "cuda"
+
+
+def genai_config(shape: LlamaShape, special: dict[str, Any], precision: str = FP32.name) -> dict[str, Any]:
+    target = target_provider(precision)
     return {
         "model": {
             "bos_token_id": special["bos_token_id"],
             "context_length": shape.context_length,
             "decoder": {
-                "session_options": {"log_id": "ortserve", "provider_options": []},
+                "session_options": {
+                    "log_id": "ortserve",
+                    "provider_options": [] if target == "cpu" else [{target: {}}],  # as GenAI's builder writes
+                },
                 "filename": "model.onnx",
                 "head_size": shape.head_dim,
                 "hidden_size": shape.hidden,
@@ -152,14 +162,23 @@ def genai_config(shape: LlamaShape, special: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def convert(gguf_path: Path, out_dir: Path, progress: bool = True, accuracy_level: int = 0) -> Path:
-    """Convert `gguf_path` into `out_dir` (reused when already converted from the same file)."""
+def convert(
+    gguf_path: Path, out_dir: Path, progress: bool = True, accuracy_level: int = 0, precision: str = FP32.name
+) -> Path:
+    """Convert `gguf_path` into `out_dir` (reused when already converted from the same file and options).
+
+    precision: fp32 (the CPU graph: GGUF weights exact, fp32 compute) or fp16/bf16 (the CUDA graph).
+    """
+    if precision not in PRECISIONS:
+        raise UnsupportedModelError(f"precision {precision!r} is not one of {sorted(PRECISIONS)}")
     digest = sha256_of(gguf_path, progress)
     stamp = {
         "source": gguf_path.name,
         "sha256": digest,
         "converter_version": CONVERTER_VERSION,
         "accuracy_level": accuracy_level,
+        "precision": precision,
+        "execution_provider": target_provider(precision),
     }
     stamp_path = out_dir / STAMP
     if stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
@@ -168,9 +187,9 @@ def convert(gguf_path: Path, out_dir: Path, progress: bool = True, accuracy_leve
 
     reader = gguf.GGUFReader(gguf_path)
     shape = read_shape(reader)
-    logger.info("converting %s: %s", gguf_path.name, shape)
+    logger.info("converting %s to %s: %s", gguf_path.name, precision, shape)
     weights = read_weights(reader, shape, progress)
-    model = build_llama(shape, weights, accuracy_level)
+    model = build_llama(shape, weights, accuracy_level, PRECISIONS[precision])
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
@@ -186,7 +205,7 @@ def convert(gguf_path: Path, out_dir: Path, progress: bool = True, accuracy_leve
             )
             bar.update()
         write_tokenizer_files(reader, work)
-        config = genai_config(shape, tokenizer_special_ids(reader))
+        config = genai_config(shape, tokenizer_special_ids(reader), precision)
         (work / "genai_config.json").write_text(json.dumps(config, indent=2) + "\n")
         (work / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         if out_dir.exists():

@@ -7,6 +7,12 @@ I/O follows ONNX Runtime GenAI's decoder layout, so one runner serves our folder
   outputs logits [B, S or k, vocab], present.{i}.key/value
 Attention is GroupQueryAttention with rotary inside it. Q/K keep GGUF's row order, which llama.cpp permuted
 for rotation of adjacent pairs, hence rotary_interleaved=1.
+
+Precision (docs/converter.md): fp32 keeps every GGUF value exact. fp16/bf16 graphs compute activations, norms,
+attention and KV in that type (what onnxruntime's CUDA kernels run); MatMulNBits keeps the 4-bit codes with the
+GGUF's f16 block scales (exact in fp16, rounded in bf16) and Q4_1's per-block offset 8d + m rounded to the type;
+the embedding is a table of the type; the LM head runs in fp32 on the final hidden state cast up, so logits are
+fp32 and the head's values exact in every precision.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from inference_service.models.gguf_weights import BlockQuantized, Dense, Weight, dequantize
+from inference_service.models.precision import FP32, ElementType
 
 IR_VERSION = 10  # onnxruntime 1.31 loads at most IR 13; onnx 1.23 would write 14
 OPSETS = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
@@ -58,10 +65,11 @@ class LlamaWeights:
 
 
 class _Builder:
-    def __init__(self, accuracy_level: int) -> None:
+    def __init__(self, accuracy_level: int, precision: ElementType = FP32) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.accuracy_level = accuracy_level
+        self.t = precision  # the compute type of activations, norms, attention and KV
         self._count = 0
 
     def name(self, prefix: str) -> str:
@@ -72,23 +80,28 @@ class _Builder:
         self.inits.append(numpy_helper.from_array(np.asarray(value, order="C"), name))
         return name
 
+    def const(self, name: str, value: np.ndarray, t: ElementType | None = None) -> str:
+        """A float initializer in the compute type (or `t`), rounded from its fp32 value."""
+        return self.init(name, np.asarray(value, np.float32).astype((t or self.t).numpy))
+
     def node(self, op: str, inputs: list[str], n_out: int = 1, domain: str = "", **attrs: Any) -> list[str]:
         base = self.name(op)
         outputs = [f"{base}/out{i}" for i in range(n_out)]
         self.nodes.append(helper.make_node(op, inputs, outputs, name=base, domain=domain, **attrs))
         return outputs
 
-    def linear(self, x: str, w: Weight, prefix: str) -> str:
-        """x [..., K] → x·Wᵀ [..., N], exact for every transcoded form."""
+    def linear(self, x: str, w: Weight, prefix: str, t: ElementType | None = None) -> str:
+        """x [..., K] → x·Wᵀ [..., N] in the compute type (or `t`); exact for every transcoded form in fp32."""
+        t = t or self.t
         if isinstance(w, BlockQuantized) and w.bits == 8:
             # onnxruntime 1.31's 8-bit MatMulNBits at fp32 accuracy dequantizes per call: 164 ms for the
             # 49152×576 head at M=1 against 6.6 ms for fp32 MatMul on the same (exact) values.
             w = Dense(dequantize(w))
         if isinstance(w, Dense):
-            return self.node("MatMul", [x, self.init(f"{prefix}.weight_t", w.weight.T)])[0]
+            return self.node("MatMul", [x, self.const(f"{prefix}.weight_t", w.weight.T, t)])[0]
         y = self.node(
             "MatMulNBits",
-            [x, self.init(f"{prefix}.qweight", w.packed), self.init(f"{prefix}.scales", w.scales.reshape(-1))],
+            [x, self.init(f"{prefix}.qweight", w.packed), self.const(f"{prefix}.scales", w.scales.reshape(-1), t)],
             domain=MS,
             K=w.k,
             N=w.n,
@@ -101,18 +114,20 @@ class _Builder:
         # Q4_1's per-block constant: blocksum(x) [..., K/32] · offsetᵀ [K/32, N]
         blocks = self.node("Reshape", [x, self.init(f"{prefix}.block_shape", np.array([0, 0, -1, 32], np.int64))])[0]
         sums = self.node("ReduceSum", [blocks, self.init(f"{prefix}.axes", np.array([-1], np.int64))], keepdims=0)[0]
-        corr = self.node("MatMul", [sums, self.init(f"{prefix}.offset_t", w.offset.T)])[0]
+        corr = self.node("MatMul", [sums, self.const(f"{prefix}.offset_t", w.offset.T, t)])[0]
         return self.node("Add", [y, corr])[0]
 
 
 def _rope_cache(shape: LlamaShape) -> tuple[np.ndarray, np.ndarray]:
     inv = shape.rope_base ** (-np.arange(0, shape.head_dim, 2, dtype=np.float64) / shape.head_dim)
     angles = np.arange(shape.context_length, dtype=np.float64)[:, None] * inv[None, :]
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    return np.cos(angles), np.sin(angles)
 
 
-def build_llama(shape: LlamaShape, weights: LlamaWeights, accuracy_level: int = 0) -> onnx.ModelProto:
-    b = _Builder(accuracy_level)
+def build_llama(
+    shape: LlamaShape, weights: LlamaWeights, accuracy_level: int = 0, precision: ElementType = FP32
+) -> onnx.ModelProto:
+    b = _Builder(accuracy_level, precision)
 
     # seqlens_k [B] = valid length − 1, total [] = T, for GroupQueryAttention
     mask_sum = b.node("ReduceSum", ["attention_mask", b.init("axes_1", np.array([1], np.int64))], keepdims=0)[0]
@@ -120,12 +135,12 @@ def build_llama(shape: LlamaShape, weights: LlamaWeights, accuracy_level: int = 
     total = b.node("Gather", [b.node("Shape", ["attention_mask"])[0], b.init("idx_1", np.array(1, np.int64))], axis=0)
     total_i32 = b.node("Cast", total, to=TensorProto.INT32)[0]
     cos, sin = _rope_cache(shape)
-    b.init("cos_cache", cos)
-    b.init("sin_cache", sin)
+    b.const("cos_cache", cos.astype(np.float32))
+    b.const("sin_cache", sin.astype(np.float32))
 
     emb = weights.embedding
-    if isinstance(emb, Dense):
-        table = b.init("embed.weight", emb.weight)
+    if isinstance(emb, Dense) or precision != FP32:  # a table of the compute type (Gather runs on every EP)
+        table = b.const("embed.weight", dequantize(emb))
         x = b.node("Gather", [table, "input_ids"], axis=0)[0]
     else:
         qweight = b.init("embed.qweight", emb.packed)
@@ -165,7 +180,9 @@ def build_llama(shape: LlamaShape, weights: LlamaWeights, accuracy_level: int = 
         [final, start[0], b.init("int_max", np.array([2**62], np.int64)), b.init("axes_s", np.array([1], np.int64))],
     )[0]
     head = weights.lm_head if weights.lm_head is not None else weights.embedding
-    b.nodes.append(helper.make_node("Identity", [b.linear(kept, head, "lm_head")], ["logits"], name="logits"))
+    if precision != FP32:  # the head in fp32: fp32 logits, the head's values exact
+        kept = b.node("Cast", [kept], to=TensorProto.FLOAT)[0]
+    b.nodes.append(helper.make_node("Identity", [b.linear(kept, head, "lm_head", FP32)], ["logits"], name="logits"))
 
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
@@ -177,13 +194,15 @@ def build_llama(shape: LlamaShape, weights: LlamaWeights, accuracy_level: int = 
             inputs.append(
                 helper.make_tensor_value_info(
                     f"past_key_values.{i}.{kind}",
-                    TensorProto.FLOAT,
+                    precision.onnx_type,
                     ["batch", shape.kv_heads, "past_seq", shape.head_dim],
                 )
             )
             outputs.append(
                 helper.make_tensor_value_info(
-                    f"present.{i}.{kind}", TensorProto.FLOAT, ["batch", shape.kv_heads, "present_seq", shape.head_dim]
+                    f"present.{i}.{kind}",
+                    precision.onnx_type,
+                    ["batch", shape.kv_heads, "present_seq", shape.head_dim],
                 )
             )
     # a required input: onnxruntime's IO binding cannot bind an initializer-backed optional input
@@ -197,7 +216,7 @@ def build_llama(shape: LlamaShape, weights: LlamaWeights, accuracy_level: int = 
 
 def _norm(b: _Builder, x: str, residual: str | None, gamma: np.ndarray, prefix: str, eps: float) -> tuple[str, str]:
     """RMSNorm of residual + x; returns (normed, new residual)."""
-    g = b.init(f"{prefix}.weight", gamma.astype(np.float32))
+    g = b.const(f"{prefix}.weight", gamma)
     if residual is None:
         return b.node("SimplifiedLayerNormalization", [x, g], axis=-1, epsilon=eps, stash_type=1)[0], x
     out = b.node("SkipSimplifiedLayerNormalization", [x, residual, g], n_out=4, domain=MS, epsilon=eps)

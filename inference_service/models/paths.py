@@ -17,5 +17,7 @@ def default_gguf_dir() -> Path:
     return cache_dir() / "gguf"
 
 
-def default_model_dir() -> Path:
-    return cache_dir() / "models" / "smollm2-135m-instruct"
+def default_model_dir(precision: str = "fp32") -> Path:
+    """The converted default model; fp32 (the CPU graph) keeps the plain name, fp16/bf16 get a suffix."""
+    name = "smollm2-135m-instruct" + ("" if precision == "fp32" else f"-{precision}")
+    return cache_dir() / "models" / name
