@@ -1,6 +1,7 @@
-"""model-init: pull and convert the default model into ORTSERVE_CACHE_DIR (a shared volume), then derive its
-CPU graphs there too (dense twin, screened LM head), so that inference replicas start from a read-only volume and
-never race to write them.
+"""model-init: pull and convert the default model into ORTSERVE_CACHE_DIR (a shared volume) as both graphs, the fp32
+CPU graph and the fp16 CUDA graph (conversion needs no GPU, so the same one-shot job serves either profile), then
+derive the CPU graph's dense twin and screened LM head there too, so that inference replicas start from a read-only
+volume and never race to write them.
 
 Every step is cached: a rerun checks the GGUF's sha256 and returns. ORTSERVE_DENSE_MIN_ROWS=0 skips the twin and
 ORTSERVE_SCREEN_HEAD=false the screened head, as they do for `serve` (the CUDA EP uses neither).
@@ -22,8 +23,9 @@ logger = logging.getLogger("prepare_model")
 
 def main() -> None:
     configure_logging("text")
+    for precision in ("fp16", "fp32"):
+        logger.info("%s model folder ready: %s", precision, default_model_dir(progress=False, precision=precision))
     folder = default_model_dir(progress=False)
-    logger.info("model folder ready: %s", folder)
     settings = ServiceSettings()  # the same ORTSERVE_* environment `serve` reads
     config = load_model_config(folder)
     # Same cache location `serve` uses (inference_service.__main__: cache_dir() / "dense").

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
@@ -17,19 +18,29 @@ from inference_service.models import paths
 from inference_service.server.logs import configure_logging
 from inference_service.server.settings import ServiceSettings
 
+if TYPE_CHECKING:
+    from inference_service.engine.loader import ServedModel
 
-def default_model_dir(progress: bool = True) -> Path:
+
+def default_precision(device: str) -> str:
+    """The graph a device runs: fp16 on the CUDA EP (its attention kernels are fp16/bf16 only), else fp32."""
+    from inference_service.engine.runner import CUDA_EP, select_provider
+
+    return "fp16" if select_provider(device) == CUDA_EP else "fp32"
+
+
+def default_model_dir(progress: bool = True, precision: str = "fp32") -> Path:
     """Pull and convert the default model when needed (both steps are cached)."""
     from inference_service.models.convert import convert
     from inference_service.models.pull import pull
 
-    return convert(pull(paths.default_gguf_dir(), progress=progress), paths.default_model_dir(), progress=progress)
+    gguf = pull(paths.default_gguf_dir(), progress=progress)
+    return convert(gguf, paths.default_model_dir(precision), progress=progress, precision=precision)
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from inference_service.engine.loader import load_model
-    from inference_service.engine.runner import RunnerOptions
-    from inference_service.engine.scheduler import SchedulerConfig
+    from inference_service.engine.loader import ModelNotServableError
+    from inference_service.models.folder import ModelFolderError
     from inference_service.server.app import serve
 
     overrides = {k: v for k, v in vars(args).items() if k in ServiceSettings.model_fields and v is not None}
@@ -41,9 +52,24 @@ def _serve(args: argparse.Namespace) -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_format, settings.log_level)
     is_default = settings.model == "default"
-    folder = default_model_dir() if is_default else Path(settings.model)
+    folder = default_model_dir(precision=default_precision(settings.device)) if is_default else Path(settings.model)
     model_id = settings.model_id or ("smollm2-135m-instruct" if is_default else folder.name)
-    model = load_model(
+    try:
+        model = _load(settings, folder, model_id)
+    except (ModelFolderError, ModelNotServableError) as e:  # a clear message and exit status 1, never "ready"
+        logging.getLogger("inference_service").error("not serving: %s", e)
+        raise SystemExit(1) from None
+    if settings.fault_injection:
+        model.engine.core.fault_hook = inject_faults
+    asyncio.run(serve(settings, {model.model_id: model}))
+
+
+def _load(settings: ServiceSettings, folder: Path, model_id: str) -> ServedModel:
+    from inference_service.engine.loader import load_model
+    from inference_service.engine.runner import RunnerOptions
+    from inference_service.engine.scheduler import SchedulerConfig
+
+    return load_model(
         folder,
         model_id,
         RunnerOptions(
@@ -65,9 +91,6 @@ def _serve(args: argparse.Namespace) -> None:
         ),
         PrefixCacheConfig(max_entries=settings.prefix_cache_entries),
     )
-    if settings.fault_injection:
-        model.engine.core.fault_hook = inject_faults
-    asyncio.run(serve(settings, {model.model_id: model}))
 
 
 def inject_faults(seq: Sequence) -> None:
@@ -87,7 +110,9 @@ def _convert(args: argparse.Namespace) -> None:
     from inference_service.models.pull import pull
 
     gguf = args.gguf or pull(paths.default_gguf_dir())
-    print(convert(gguf, args.out or paths.default_model_dir(), accuracy_level=args.accuracy_level))
+    precision = default_precision("auto") if args.precision == "auto" else args.precision
+    out = args.out or paths.default_model_dir(precision)
+    print(convert(gguf, out, accuracy_level=args.accuracy_level, precision=precision))
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, settings: type[BaseSettings]) -> None:
@@ -127,6 +152,13 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         choices=[0, 1, 2, 3, 4],
         help="MatMulNBits accuracy_level; 0 keeps fp32 compute (exact), 4 rounds activations to int8",
+    )
+    conv.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="graph precision: fp32 for the CPU EP (GGUF weights exact), fp16/bf16 for the CUDA EP; "
+        "auto picks fp16 where a CUDA GPU is visible, else fp32",
     )
     conv.set_defaults(func=_convert)
 

@@ -26,3 +26,18 @@ def model_dir(gguf_path: Path) -> Path:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def model_dir_fp16(gguf_path: Path) -> Path:
+    """The default model's fp16 graph (what the CUDA EP runs), converted once and cached like the fp32 one."""
+    from inference_service.models.convert import convert
+
+    return convert(gguf_path, paths.default_model_dir("fp16"), progress=False, precision="fp16")
+
+
+@pytest.fixture(scope="session")
+def model_dir_bf16(gguf_path: Path) -> Path:
+    from inference_service.models.convert import convert
+
+    return convert(gguf_path, paths.default_model_dir("bf16"), progress=False, precision="bf16")

@@ -28,6 +28,10 @@ from inference_service.models.folder import ModelConfig, load_model_config
 logger = logging.getLogger(__name__)
 
 
+class ModelNotServableError(RuntimeError):
+    """The model loaded but cannot be served here: its warm-up generation failed, or it ran off the device."""
+
+
 @dataclass(slots=True, frozen=True)
 class ServedModel:
     model_id: str
@@ -90,11 +94,14 @@ def load_model(
     eos = config.eos_token_ids or tokenizer.eos_token_ids
     core = EngineCore(runner, tokenizer, eos, scheduler_config, config.pad_token_id or 0, prefix_cache)
     started = time.monotonic()
-    core.warm_up()
-    runs = runner.placement()
-    if runs is not None:
-        logger.info("node placement of the warm-up passes (op: {provider: nodes}): %s", summary(runs))
-        check_placement(runs, runner.provider)
+    try:
+        core.warm_up()
+        runs = runner.placement()
+        if runs is not None:
+            logger.info("node placement of the warm-up passes (op: {provider: nodes}): %s", summary(runs))
+            check_placement(runs, runner.provider)
+    except Exception as e:
+        raise ModelNotServableError(f"{folder} cannot be served on {runner.provider}: warm-up failed: {e}") from e
     logger.info("warm-up generation on %s: %.2f s", runner.provider, time.monotonic() - started)
     precision = describe_precision(runner, folder)
     return ServedModel(

@@ -118,6 +118,28 @@ async def test_step_failure_fails_its_requests_and_engine_keeps_serving() -> Non
         await eng.stop()
 
 
+async def test_step_failure_spares_the_requests_waiting_for_a_slot() -> None:
+    """One slot: "running" is in the failing step, "waiting" is queued behind it and must still complete."""
+    runner = FakeRunner(num_slots=1, capacity=64)
+    runner.delay = 0.02
+    tokenizer = cast(Any, FakeTokenizer())
+    eng = AsyncEngine(EngineCore(runner, tokenizer, (EOS,), SchedulerConfig()), tokenizer, context_length=64)
+    eng.start()
+    try:
+        running = asyncio.create_task(collect(eng, "ab", "running", max_tokens=20))
+        while not runner.calls:  # "running" holds the slot
+            await asyncio.sleep(0.005)
+        waiting = asyncio.create_task(collect(eng, "ab", "waiting"))
+        while eng.core.load().waiting_requests == 0:
+            await asyncio.sleep(0.005)
+        runner.fail_next = True
+        with pytest.raises(EngineInternalError):
+            await asyncio.wait_for(running, 5)
+        assert await asyncio.wait_for(waiting, 5) == "cdef"
+    finally:
+        await eng.stop()
+
+
 async def test_requests_beyond_slots_and_queue_are_refused_at_once() -> None:
     from inference_service.engine.errors import QueueFullError
 

@@ -251,3 +251,21 @@ def test_group_prefill_rules() -> None:
     assert [[c.seq.slot for c in g] for g in groups] == [[0, 1], [3], [4], [5]]  # gap, cached context
     uneven = group_prefill([chunk(0, 100), chunk(1, 10)])
     assert len(uneven) == 2  # 200 padded rows for 110 real tokens: not worth it
+
+
+def test_warm_up_runs_a_prefill_and_a_decode_step_and_leaves_nothing_behind() -> None:
+    core, runner = make_core()
+    core.warm_up()
+    assert runner.calls == [(0, 1, 2), (0, 1, 1)]  # (first_slot, batch, seq): a two-token prefill, one decode
+    assert not core.has_work and core.runner.kv.num_free == 4 and not core.take_failures()
+
+
+def test_warm_up_raises_what_the_model_raises() -> None:
+    core, runner = make_core()
+    runner.fail_next = True
+    try:
+        core.warm_up()
+    except RuntimeError as e:
+        assert "injected failure" in str(e)
+    else:
+        raise AssertionError("warm_up did not raise")

@@ -126,8 +126,11 @@ def test_freed_slot_pages_are_handed_back() -> None:
 
 
 @pytest.mark.model
-def test_real_model_output_is_unchanged_by_preemption(model_dir: Path, tmp_path: Path) -> None:
-    """Two greedy chats through a 64-token budget: the newer one is preempted, recomputed, and says the same."""
+@pytest.mark.parametrize("folder_fixture", ["model_dir", "model_dir_fp16"])
+def test_real_model_output_is_unchanged_by_preemption(folder_fixture: str, request: pytest.FixtureRequest) -> None:
+    """Two greedy chats through a 64-token budget: the newer one is preempted, recomputed, and says the same
+    (fp32 KV and fp16 KV)."""
+    model_dir = Path(request.getfixturevalue(folder_fixture))
     config = load_model_config(model_dir)
     tokenizer = Tokenizer.from_dir(model_dir)
     prompts = [
