@@ -83,6 +83,14 @@ def main(argv: list[str] | None = None) -> None:
 
     sub.add_parser("build-llama", help="build llama-server from the llama-cpp-python sdist into bench/.cache")
 
+    gpu = sub.add_parser("gpu", help="the GPU check: convert, node placement, e2e tests, 1/16/64-stream benchmark")
+    gpu.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    gpu.add_argument("--out", type=Path, help="default docs/benchmarks-gpu.md (cuda) or bench/.cache/gpu-check-cpu.md")
+    gpu.add_argument("--concurrency", type=_concurrencies, help="default 1,16,64 (cuda) or 1,4 (cpu)")
+    gpu.add_argument("--requests-per-stream", type=int, default=2)
+    gpu.add_argument("--no-tests", action="store_true", help="skip the e2e tests (placement and benchmark only)")
+    gpu.add_argument("--log-dir", type=Path, default=REPO / "bench" / ".cache" / "gpu-logs")
+
     args = parser.parse_args(argv)
     # SIGTERM / SIGINT (even when started in the background) unwind normally, so the servers we started are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -100,6 +108,24 @@ def main(argv: list[str] | None = None) -> None:
         observations = args.observations.read_text() if args.observations else ""
         write(results_from_json(json.loads(args.results.read_text())), args.out, observations)
         print(args.out)
+    elif args.command == "gpu":
+        from bench import gpu as gpu_check
+
+        cuda = args.device == "cuda"
+        out = args.out or (
+            REPO / "docs" / "benchmarks-gpu.md" if cuda else REPO / "bench" / ".cache" / "gpu-check-cpu.md"
+        )
+        ok = gpu_check.run(
+            args.device,
+            out,
+            args.log_dir,
+            args.concurrency or ([1, 16, 64] if cuda else [1, 4]),
+            args.requests_per_stream,
+            not args.no_tests,
+            sys.argv[1:] if argv is None else argv,
+        )
+        print(out)
+        sys.exit(0 if ok else 1)
     elif args.command == "build-llama":
         from bench import llama_build
 

@@ -110,13 +110,20 @@ class OrtserveStack:
 
 
 @contextlib.contextmanager
-def ortserve(log_dir: Path, threads: int, max_num_seqs: int, ready_timeout_s: float = 600.0) -> Iterator[OrtserveStack]:
+def ortserve(
+    log_dir: Path,
+    threads: int,
+    max_num_seqs: int,
+    ready_timeout_s: float = 600.0,
+    model: str = "default",
+    extra: tuple[str, ...] = (),
+) -> Iterator[OrtserveStack]:
     grpc_port, http_port = free_port(), free_port()
     grpc_target, base_url = f"{HOST}:{grpc_port}", f"http://{HOST}:{http_port}"
     inference = start(
         "ortserve-inference",
-        [sys.executable, "-m", "inference_service", "serve", "--model", "default", "--host", HOST,
-         "--port", str(grpc_port), "--threads", str(threads), "--max-num-seqs", str(max_num_seqs)],
+        [sys.executable, "-m", "inference_service", "serve", "--model", model, "--host", HOST,
+         "--port", str(grpc_port), "--threads", str(threads), "--max-num-seqs", str(max_num_seqs), *extra],
         log_dir,
     )  # fmt: skip
     bridge: Process | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,16 @@ def gguf_path() -> Path:
     return pull(paths.default_gguf_dir(), progress=False)
 
 
+# `python -m bench gpu` runs the e2e tests against a CUDA service: then the default model is its fp16 graph
+DEVICE = os.environ.get("ORTSERVE_TEST_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="session")
 def model_dir(gguf_path: Path) -> Path:
     from inference_service.models.convert import convert
 
-    return convert(gguf_path, paths.default_model_dir(), progress=False)
+    precision = "fp16" if DEVICE == "cuda" else "fp32"
+    return convert(gguf_path, paths.default_model_dir(precision), progress=False, precision=precision)
 
 
 @pytest.fixture

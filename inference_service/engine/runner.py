@@ -37,6 +37,7 @@ class RunnerOptions:
     dense_min_rows: int = 2  # CPU: steps with at least this many token rows use the dense twin; 0 = never
     screen_head: bool = True  # CPU: a tied Q8_0 head runs as int8 bounds + exact candidates (models/screen.py)
     cache_dir: Path | None = None  # where derived graphs are kept (CPU: without it, the model runs as shipped)
+    profile_warm_up: bool = False  # profile the first passes on the CPU EP too (CUDA always does: placement())
 
 
 def select_provider(device: str) -> str:
@@ -88,6 +89,7 @@ class ModelRunner:
         self._profile_dir: tempfile.TemporaryDirectory[str] | None = None
         if provider == CUDA_EP:
             providers = [(CUDA_EP, {"device_id": str(options.device_id)}), CPU_EP]
+        if provider == CUDA_EP or options.profile_warm_up:
             # the first passes are profiled to prove where each node runs (placement()), then profiling stops
             self._profile_dir = tempfile.TemporaryDirectory(prefix="ortserve-profile-")
             so.enable_profiling = True
@@ -162,7 +164,7 @@ class ModelRunner:
         return self.kv_dtype
 
     def placement(self) -> list[NodeRun] | None:
-        """Where each node of the passes run so far executed (CUDA runners, once: it ends profiling); else None."""
+        """Where each node of the passes run so far executed (once: it ends profiling); None when not profiled."""
         if self._profile_dir is None:
             return None
         runs = []

@@ -17,6 +17,8 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.conftest import DEVICE
+
 MODEL_ID = "smollm2-135m-instruct"
 
 
@@ -102,6 +104,8 @@ def stack(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "8",
             "--max-model-len",
             "2048",
+            "--device",
+            DEVICE,
         ],
         logs,
     )

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from inference_service.api.v1 import generation_pb2 as pb
 from inference_service.api.v1 import generation_pb2_grpc, model_pb2, model_pb2_grpc
+from tests.conftest import DEVICE
 from tests.e2e.conftest import MODEL_ID, Stack
 
 pytestmark = pytest.mark.e2e
@@ -228,7 +229,11 @@ def test_model_service(models: model_pb2_grpc.ModelServiceStub) -> None:
     info = models.GetModelInfo(model_pb2.GetModelInfoRequest(model=MODEL_ID)).model
     assert info.vocab_size == 49152
     assert list(info.eos_token_ids) == [2]
-    assert info.execution_provider == "CPUExecutionProvider"
+    assert info.execution_provider == ("CUDAExecutionProvider" if DEVICE == "cuda" else "CPUExecutionProvider")
+    precision = (
+        "fp16 (GGUF 4-bit codes and f16 scales kept, fp32 LM head)" if DEVICE == "cuda" else "fp32 (GGUF weights exact)"
+    )
+    assert info.precision == precision
     assert len(info.fingerprint) == 16
     with pytest.raises(grpc.RpcError) as err:
         models.GetModelInfo(model_pb2.GetModelInfoRequest(model="nope"))

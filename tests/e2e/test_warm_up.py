@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -47,10 +48,8 @@ def test_a_model_that_cannot_generate_exits_before_it_is_ready(model_dir: Path, 
     try:
         deadline = time.monotonic() + 120
         while process.popen.poll() is None and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(grpc.RpcError):  # not listening: as it should be
                 assert not grpc_serving(target), "reported SERVING although it cannot generate"
-            except grpc.RpcError:
-                pass  # not listening: as it should be
             time.sleep(0.2)
         assert process.popen.poll() == 1, process.tail()
         log = process.tail(200)
