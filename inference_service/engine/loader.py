@@ -23,7 +23,7 @@ from inference_service.engine.runner import CPU_EP, ModelRunner, RunnerOptions, 
 from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.tokenizer import Tokenizer
 from inference_service.models.derived import CpuGraphs, cpu_graphs
-from inference_service.models.folder import ModelConfig, load_model_config
+from inference_service.models.folder import ModelConfig, ModelFolderError, load_model_config
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,12 @@ def load_model(
 ) -> ServedModel:
     config = load_model_config(folder)
     tokenizer = Tokenizer.from_dir(folder)
-    runner = load_runner(config, runner_options)
+    try:
+        runner = load_runner(config, runner_options)
+    except ModelFolderError:
+        raise
+    except Exception as e:  # onnxruntime refused the graph (e.g. a type with no kernel on this EP)
+        raise ModelNotServableError(f"{folder} cannot be loaded on device {runner_options.device}: {e}") from e
     eos = config.eos_token_ids or tokenizer.eos_token_ids
     core = EngineCore(runner, tokenizer, eos, scheduler_config, config.pad_token_id or 0, prefix_cache)
     started = time.monotonic()

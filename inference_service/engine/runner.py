@@ -15,7 +15,7 @@ from inference_service.engine.kv_cache import KVCache, KVLayout
 from inference_service.engine.lm_head import ExactHead, ScreenedRows
 from inference_service.engine.placement import NodeRun, node_runs
 from inference_service.models.derived import CpuGraphs
-from inference_service.models.folder import ModelConfig
+from inference_service.models.folder import ModelConfig, ModelFolderError
 from inference_service.models.precision import ElementType, element_type
 from inference_service.models.screen import HIDDEN, LOWER, POSITIONS, UPPER
 
@@ -112,9 +112,10 @@ class ModelRunner:
         if graphs.dense is not None:
             self._graphs.append(graph(graphs.dense, options.dense_min_rows))
         self.kv_dtype = self._kv_type(self._graphs[0].session)
+        logits_types = {self._output_type(g, g.head_outputs[0]).name for g in self._graphs}
         for g in self._graphs[1:]:
             if self._kv_type(g.session) != self.kv_dtype:
-                raise ValueError(f"{graphs.dense}: KV type differs from {graphs.one_row}'s")
+                raise ModelFolderError(f"{graphs.dense}: KV type differs from {graphs.one_row}'s")
         capacity = min(options.slot_capacity or config.context_length, config.context_length)
         layout = KVLayout(
             config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size, self.kv_dtype
@@ -127,7 +128,7 @@ class ModelRunner:
             self.provider,
             so.intra_op_num_threads,
             self.kv_dtype.name,
-            "/".join(self._output_type(g, n).name for g in self._graphs[:1] for n in g.head_outputs[:1]),
+            "/".join(sorted(logits_types)),
             f"dense twin from {options.dense_min_rows} rows" if len(self._graphs) > 1 else "no dense twin",
             "LM head screened: int8 bounds, exact candidates" if self.head is not None else "full LM head",
         )
@@ -140,10 +141,10 @@ class ModelRunner:
         args = [a for a in (*session.get_inputs(), *session.get_outputs()) if a.name in names]
         if len(args) != len(names):
             missing = sorted(names - {a.name for a in args})
-            raise ValueError(f"the graph lacks KV inputs/outputs named in genai_config.json: {missing[:4]}")
+            raise ModelFolderError(f"the graph lacks KV inputs/outputs named in genai_config.json: {missing[:4]}")
         types = {element_type(a.type) for a in args}
         if len(types) != 1:
-            raise ValueError(f"the graph's KV tensors have mixed types {sorted(t.name for t in types)}")
+            raise ModelFolderError(f"the graph's KV tensors have mixed types {sorted(t.name for t in types)}")
         return types.pop()
 
     @staticmethod
@@ -151,7 +152,7 @@ class ModelRunner:
         found = next(o for o in g.session.get_outputs() if o.name == name)
         t = element_type(found.type)
         if t.storage is np.uint16:  # numpy cannot read bf16 outputs: the graph must cast its logits
-            raise ValueError(f"output {name} is {found.type}; logits must be float32 or float16")
+            raise ModelFolderError(f"output {name} is {found.type}; logits must be float32 or float16")
         return t
 
     @property
