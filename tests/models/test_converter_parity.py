@@ -40,16 +40,6 @@ KV_ATOL = 5e-4
 
 
 @pytest.fixture(scope="module")
-def reference(gguf_path: Path) -> ReferenceLlama:
-    return ReferenceLlama.from_gguf(gguf_path)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(model_dir: Path) -> Tokenizer:
-    return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-
-
-@pytest.fixture(scope="module")
 def session(model_dir: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2

@@ -50,16 +50,6 @@ def session_of(folder: Path) -> ort.InferenceSession:
 
 
 @pytest.fixture(scope="module")
-def reference(gguf_path: Path) -> ReferenceLlama:
-    return ReferenceLlama.from_gguf(gguf_path)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(model_dir: Path) -> Tokenizer:
-    return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-
-
-@pytest.fixture(scope="module")
 def fp16(model_dir_fp16: Path, reference: ReferenceLlama) -> OnnxLlama:
     return OnnxLlama(session_of(model_dir_fp16), reference)
 
