@@ -9,6 +9,7 @@ Everything is cached by the hash of the recipe; a failure fails the test with th
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -32,8 +33,9 @@ def _key(*parts: bytes | str) -> str:
 
 
 def _run(cmd: list[str], what: str, log: Path) -> None:
+    env = {**os.environ, "TQDM_DISABLE": "1"}  # progress bars would fill the log tail a failure shows
     with log.open("w") as out:
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
         pytest.fail(f"{what} failed (exit {done.returncode}; {log}):\n{tail}")
@@ -44,7 +46,8 @@ def builder_python() -> Path:
     python = venv / "bin" / "python"
     if (venv / ".installed").exists():
         return python
-    shutil.rmtree(venv, ignore_errors=True)
+    for stale in [venv, *venv.parent.glob("venv-*")]:  # this recipe's half-made venv, and older recipes' (1.3 GB each)
+        shutil.rmtree(stale, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
     log = venv.parent / "venv-install.log"
     _run([sys.executable, "-m", "venv", str(venv)], "creating the builder venv", log)

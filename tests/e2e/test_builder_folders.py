@@ -28,7 +28,8 @@ def client(
     logs = tmp_path_factory.mktemp(f"builder-{provider}-{precision}")
     grpc_port, http_port = free_port(), free_port()
     target = f"127.0.0.1:{grpc_port}"
-    args = ["-m", "inference_service", "serve", "--model", str(folder), "--model-id", "builder", "--device", "cpu"]
+    args = ["-m", "inference_service", "serve", "--model", str(folder), "--model-id", "builder"]
+    args += ["--device", "cpu", "--threads", "1"]
     inference = start(
         "inference", [*args, "--port", str(grpc_port), "--max-num-seqs", "4", "--max-model-len", "1024"], logs
     )

@@ -55,7 +55,6 @@ def main(gguf_path: Path, tokenizer_dir: Path, out: Path) -> None:
             hf[f"model.layers.{i}.{theirs}.weight"] = np.ascontiguousarray(w)
     out.mkdir(parents=True, exist_ok=True)
     save_file(hf, str(out / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
     config = {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -82,7 +81,6 @@ def main(gguf_path: Path, tokenizer_dir: Path, out: Path) -> None:
     )
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tokenizer_dir / name, out / name)
-    del tokenizer_config
 
 
 if __name__ == "__main__":
