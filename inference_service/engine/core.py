@@ -126,6 +126,7 @@ class EngineCore:
                 [self.pad_token_id] * 2,
                 SamplingParams(temperature=0.0),
                 StoppingParams(max_tokens=2, ignore_eos=True),
+                arrival_time=time.monotonic(),  # not 0: --max-queue-wait-s would expire it before it ran
             )
         )
         for _ in range(max_steps):

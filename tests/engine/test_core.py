@@ -260,6 +260,13 @@ def test_warm_up_runs_a_prefill_and_a_decode_step_and_leaves_nothing_behind() ->
     assert not core.has_work and core.runner.kv.num_free == 4 and not core.take_failures()
 
 
+def test_warm_up_is_not_expired_by_a_queue_wait_limit() -> None:
+    runner = FakeRunner()
+    core = EngineCore(runner, cast(Any, FakeTokenizer()), (EOS,), SchedulerConfig(max_queue_wait_s=1.0))
+    core.warm_up()
+    assert len(runner.calls) == 2
+
+
 def test_warm_up_raises_what_the_model_raises() -> None:
     core, runner = make_core()
     runner.fail_next = True
