@@ -78,7 +78,9 @@ def describe_precision(runner: ModelRunner, folder: Path) -> str:
         return f"{name} (as built)"
     if name == "fp32":
         return "fp32 (GGUF weights exact)"
-    return f"{name} (GGUF 4-bit codes and f16 scales kept, fp32 LM head)"
+    if name == "fp16":
+        return "fp16 (GGUF 4-bit codes and f16 scales kept, fp32 LM head)"
+    return f"{name} (GGUF 4-bit codes kept, scales rounded to {name}, fp32 LM head)"
 
 
 def load_model(
