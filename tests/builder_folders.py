@@ -65,6 +65,7 @@ def builder_folder(gguf: Path, tokenizer_dir: Path, precision: str, provider: st
     out = root / f"{provider}-{precision}-{recipe}"
     if (out / "genai_config.json").exists():
         return out
+    _remove_other_recipes(root, recipe)
     hf = root / f"hf-{recipe}"
     if not (hf / "config.json").exists():
         shutil.rmtree(hf, ignore_errors=True)
@@ -80,3 +81,13 @@ def builder_folder(gguf: Path, tokenizer_dir: Path, precision: str, provider: st
     _run(cmd, f"the model builder (-e {provider} -p {precision})", root / f"{out.name}.log")
     work.rename(out)
     return out
+
+
+def _remove_other_recipes(root: Path, recipe: str) -> None:
+    """Folders and logs of earlier recipes (~1 GB each) go when a new recipe builds."""
+    for path in root.glob("*-*"):
+        if path.name.startswith(("hf-", "cpu-", "cuda-", ".")) and recipe not in path.name:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
