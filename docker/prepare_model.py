@@ -23,9 +23,9 @@ logger = logging.getLogger("prepare_model")
 
 def main() -> None:
     configure_logging("text")
-    for precision in ("fp16", "fp32"):
-        logger.info("%s model folder ready: %s", precision, default_model_dir(progress=False, precision=precision))
-    folder = default_model_dir(progress=False)
+    folders = {precision: default_model_dir(progress=False, precision=precision) for precision in ("fp16", "fp32")}
+    logger.info("model folders ready: %s", folders)
+    folder = folders["fp32"]
     settings = ServiceSettings()  # the same ORTSERVE_* environment `serve` reads
     config = load_model_config(folder)
     # Same cache location `serve` uses (inference_service.__main__: cache_dir() / "dense").

@@ -111,14 +111,14 @@ class ModelRunner:
         self.device = "cuda" if self.provider == CUDA_EP else "cpu"
         if graphs.dense is not None:
             self._graphs.append(graph(graphs.dense, options.dense_min_rows))
-        self.kv_dtype = self._kv_type(self._graphs[0].session)
+        kv_dtype = self._kv_type(self._graphs[0].session)
         logits_types = {self._output_type(g, g.head_outputs[0]).name for g in self._graphs}
         for g in self._graphs[1:]:
-            if self._kv_type(g.session) != self.kv_dtype:
+            if self._kv_type(g.session) != kv_dtype:
                 raise ModelFolderError(f"{graphs.dense}: KV type differs from {graphs.one_row}'s")
         capacity = min(options.slot_capacity or config.context_length, config.context_length)
         layout = KVLayout(
-            config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size, self.kv_dtype
+            config.num_layers, options.num_slots, config.num_kv_heads, capacity, config.head_size, kv_dtype
         )
         budget = options.kv_cache_mib * 2**20 // layout.token_bytes
         self.kv = KVCache(layout, self.device, options.device_id, budget)
@@ -127,7 +127,7 @@ class ModelRunner:
             graphs.one_row,
             self.provider,
             so.intra_op_num_threads,
-            self.kv_dtype.name,
+            kv_dtype.name,
             "/".join(sorted(logits_types)),
             f"dense twin from {options.dense_min_rows} rows" if len(self._graphs) > 1 else "no dense twin",
             "LM head screened: int8 bounds, exact candidates" if self.head is not None else "full LM head",
@@ -162,7 +162,7 @@ class ModelRunner:
     @property
     def precision(self) -> ElementType:
         """The graph's compute precision, as its KV type says."""
-        return self.kv_dtype
+        return self.kv.layout.dtype
 
     def placement(self) -> list[NodeRun] | None:
         """Where each node of the passes run so far executed (once: it ends profiling); None when not profiled."""

@@ -121,7 +121,7 @@ class _Builder:
 def _rope_cache(shape: LlamaShape) -> tuple[np.ndarray, np.ndarray]:
     inv = shape.rope_base ** (-np.arange(0, shape.head_dim, 2, dtype=np.float64) / shape.head_dim)
     angles = np.arange(shape.context_length, dtype=np.float64)[:, None] * inv[None, :]
-    return np.cos(angles), np.sin(angles)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
 def build_llama(
@@ -135,8 +135,8 @@ def build_llama(
     total = b.node("Gather", [b.node("Shape", ["attention_mask"])[0], b.init("idx_1", np.array(1, np.int64))], axis=0)
     total_i32 = b.node("Cast", total, to=TensorProto.INT32)[0]
     cos, sin = _rope_cache(shape)
-    b.const("cos_cache", cos.astype(np.float32))
-    b.const("sin_cache", sin.astype(np.float32))
+    b.const("cos_cache", cos)
+    b.const("sin_cache", sin)
 
     emb = weights.embedding
     if isinstance(emb, Dense) or precision != FP32:  # a table of the compute type (Gather runs on every EP)
