@@ -1,4 +1,4 @@
-"""Convert a llama-architecture GGUF into a model folder in ONNX Runtime GenAI's layout.
+"""Convert a GGUF decoder (llama, qwen2, qwen3, gemma3) into a model folder in ONNX Runtime GenAI's layout.
 
 Writes genai_config.json, model.onnx + model.onnx.data, tokenizer.json and tokenizer_config.json. Weights keep
 their GGUF values exactly (see gguf_weights.py). Idempotent: a stamp records the source's sha256 and the
@@ -19,18 +19,20 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
+from inference_service.models.decoder_graph import DecoderShape, DecoderWeights, LayerWeights, build_decoder
 from inference_service.models.gguf_tokenizer import tokenizer_special_ids, write_tokenizer_files
-from inference_service.models.gguf_weights import BlockQuantized, Dense, Weight, dequantize, transcode
-from inference_service.models.llama_graph import LayerWeights, LlamaShape, LlamaWeights, build_llama
+from inference_service.models.gguf_weights import Weight, stack, transcode, transcode_table
 from inference_service.models.precision import FP32, PRECISIONS
 from inference_service.models.pull import sha256_of
 
 logger = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 3  # 3: packed q, k, v into GroupQueryAttention (no Split)
+CONVERTER_VERSION = 4  # 4: K-quants and qwen2/qwen3/gemma3
 STAMP = "ortserve_convert.json"
-# SmolLM2-Instruct's recommended sampling; applies when a request leaves a parameter unset.
+# Recommended sampling (applies when a request leaves a parameter unset): SmolLM2-Instruct's, and Gemma 3's
+# generation_config.json for gemma3.
 DEFAULT_SEARCH = {"do_sample": True, "temperature": 0.2, "top_p": 0.9, "top_k": 50}
+SEARCH_BY_ARCH = {"gemma3": {"do_sample": True, "temperature": 1.0, "top_p": 0.95, "top_k": 64}}
 
 
 class UnsupportedModelError(ValueError):
@@ -46,77 +48,112 @@ def _field(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
     return field.contents()
 
 
-def read_shape(reader: gguf.GGUFReader) -> LlamaShape:
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
+# gemma3 in llama.cpp (llama-model.cpp): every 6th layer is global, the others use the sliding window and rope base
+# 10000; the 27B model (62 layers) scales attention by 1/sqrt(hidden/heads), the others by 1/sqrt(head_dim).
+GEMMA3_SWA_PATTERN = 6
+GEMMA3_ROPE_BASE_LOCAL = 10000.0
+
+
+def read_shape(reader: gguf.GGUFReader) -> DecoderShape:
     arch = _field(reader, "general.architecture")
-    if arch != "llama":
-        raise UnsupportedModelError(f"architecture {arch!r} is not supported (only 'llama')")
-    heads = int(_field(reader, "llama.attention.head_count"))
-    hidden = int(_field(reader, "llama.embedding_length"))
-    return LlamaShape(
-        layers=int(_field(reader, "llama.block_count")),
-        hidden=hidden,
-        ffn=int(_field(reader, "llama.feed_forward_length")),
-        heads=heads,
-        kv_heads=int(_field(reader, "llama.attention.head_count_kv", heads)),
-        head_dim=int(_field(reader, "llama.rope.dimension_count", hidden // heads)),
-        vocab=len(reader.fields["tokenizer.ggml.tokens"].data),
-        context_length=int(_field(reader, "llama.context_length")),
-        rope_base=float(_field(reader, "llama.rope.freq_base", 10000.0)),
-        rms_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon")),
+    if arch not in ARCHITECTURES:
+        raise UnsupportedModelError(f"architecture {arch!r} is not supported (supported: {', '.join(ARCHITECTURES)})")
+
+    def key(name: str, default: Any = None) -> Any:
+        return _field(reader, f"{arch}.{name}", default)
+
+    heads = int(key("attention.head_count"))
+    hidden = int(key("embedding_length"))
+    layers = int(key("block_count"))
+    head_dim = int(key("attention.key_length", key("rope.dimension_count", hidden // heads)))
+    if int(key("attention.value_length", head_dim)) != head_dim:
+        raise UnsupportedModelError("key and value head sizes differ")
+    rope_scale = 1.0
+    scaling = key("rope.scaling.type", "none")
+    if scaling == "linear":
+        rope_scale = float(key("rope.scaling.factor", 1.0))
+    elif scaling != "none":
+        raise UnsupportedModelError(f"rope scaling {scaling!r} is not supported (only linear)")
+    common: dict[str, Any] = {
+        "arch": arch,
+        "layers": layers,
+        "hidden": hidden,
+        "ffn": int(key("feed_forward_length")),
+        "heads": heads,
+        "kv_heads": int(key("attention.head_count_kv", heads)),
+        "head_dim": head_dim,
+        "vocab": len(reader.fields["tokenizer.ggml.tokens"].data),
+        "context_length": int(key("context_length")),
+        "rope_base": float(key("rope.freq_base", 10000.0)),
+        "rms_eps": float(key("attention.layer_norm_rms_epsilon")),
+        "rope_scale": rope_scale,
+    }
+    if arch == "llama":
+        return DecoderShape(**common)
+    if arch in ("qwen2", "qwen3"):
+        return DecoderShape(**common, rope_interleaved=False, qk_norm=arch == "qwen3")
+    window = int(key("attention.sliding_window", 0))
+    return DecoderShape(
+        **common,
+        rope_interleaved=False,
+        activation="gelu_tanh",
+        qk_norm=True,
+        post_norms=True,
+        embed_scale=float(np.sqrt(np.float32(hidden))),
+        attention_scale=float(1 / np.sqrt(hidden / heads if layers == 62 else head_dim)),
+        sliding_window=window,
+        local_layers=tuple(i for i in range(layers) if window and i % GEMMA3_SWA_PATTERN < GEMMA3_SWA_PATTERN - 1),
+        rope_base_local=GEMMA3_ROPE_BASE_LOCAL,
     )
 
 
-def _stack(parts: list[Weight]) -> Weight:
-    """Concatenate weights along N (fused projections); dense when their forms differ."""
-    first = parts[0]
-    if isinstance(first, BlockQuantized) and all(
-        isinstance(p, BlockQuantized) and p.bits == first.bits and (p.offset is None) == (first.offset is None)
-        for p in parts
-    ):
-        blocks = [p for p in parts if isinstance(p, BlockQuantized)]
-        offsets = [p.offset for p in blocks if p.offset is not None]
-        return BlockQuantized(
-            first.bits,
-            sum(p.n for p in blocks),
-            first.k,
-            np.concatenate([p.packed for p in blocks]),
-            np.concatenate([p.scales for p in blocks]),
-            np.concatenate(offsets) if offsets else None,
-        )
-    return Dense(np.concatenate([dequantize(p) for p in parts]))
-
-
-def read_weights(reader: gguf.GGUFReader, shape: LlamaShape, progress: bool) -> LlamaWeights:
+def read_weights(reader: gguf.GGUFReader, shape: DecoderShape, progress: bool) -> DecoderWeights:
     tensors = {t.name: t for t in reader.tensors}
 
-    def weight(name: str) -> Weight:
+    def tensor(name: str) -> Any:
         t = tensors.get(name)
         if t is None:
             raise UnsupportedModelError(f"GGUF is missing tensor {name!r}")
+        return t
+
+    def weight(name: str) -> Weight:
+        t = tensor(name)
         k, n = (int(d) for d in t.shape)  # GGUF lists dims innermost first
         return transcode(t.data, t.tensor_type, n, k)
 
     def vector(name: str) -> np.ndarray:
-        return np.asarray(tensors[name].data, dtype=np.float32).reshape(-1)
+        return np.asarray(tensor(name).data, dtype=np.float32).reshape(-1)
+
+    def optional(name: str) -> np.ndarray | None:
+        return vector(name) if name in tensors else None
 
     layers = []
     for i in tqdm(range(shape.layers), desc="transcode layers", disable=not progress):
         p = f"blk.{i}"
+        biases = [b for b in (optional(f"{p}.attn_{x}.bias") for x in "qkv") if b is not None]
+        if len(biases) not in (0, 3):
+            raise UnsupportedModelError(f"{p}: q, k and v biases must come together")
         layers.append(
             LayerWeights(
                 attn_norm=vector(f"{p}.attn_norm.weight"),
-                qkv=_stack([weight(f"{p}.attn_q.weight"), weight(f"{p}.attn_k.weight"), weight(f"{p}.attn_v.weight")]),
+                qkv=stack([weight(f"{p}.attn_q.weight"), weight(f"{p}.attn_k.weight"), weight(f"{p}.attn_v.weight")]),
                 o=weight(f"{p}.attn_output.weight"),
                 ffn_norm=vector(f"{p}.ffn_norm.weight"),
-                gate_up=_stack([weight(f"{p}.ffn_gate.weight"), weight(f"{p}.ffn_up.weight")]),
+                gate_up=stack([weight(f"{p}.ffn_gate.weight"), weight(f"{p}.ffn_up.weight")]),
                 down=weight(f"{p}.ffn_down.weight"),
+                qkv_bias=np.concatenate(biases) if biases else None,
+                q_norm=vector(f"{p}.attn_q_norm.weight") if shape.qk_norm else None,
+                k_norm=vector(f"{p}.attn_k_norm.weight") if shape.qk_norm else None,
+                post_attn_norm=vector(f"{p}.post_attention_norm.weight") if shape.post_norms else None,
+                post_ffn_norm=vector(f"{p}.post_ffw_norm.weight") if shape.post_norms else None,
             )
         )
-    embedding = weight("token_embd.weight")
-    if isinstance(embedding, BlockQuantized) and (embedding.bits != 8 or embedding.offset is not None):
-        embedding = Dense(dequantize(embedding))  # the quantized gather takes symmetric 8-bit only
+    t = tensor("token_embd.weight")
+    k, n = (int(d) for d in t.shape)
+    embedding = transcode_table(t.data, t.tensor_type, n, k)
     lm_head = weight("output.weight") if "output.weight" in tensors else None
-    return LlamaWeights(embedding, layers, vector("output_norm.weight"), lm_head)
+    return DecoderWeights(embedding, layers, vector("output_norm.weight"), lm_head, optional("rope_freqs.weight"))
 
 
 def target_provider(precision: str) -> str:
@@ -124,7 +161,7 @@ def target_provider(precision: str) -> str:
     return "cpu" if precision == FP32.name else "cuda"
 
 
-def genai_config(shape: LlamaShape, special: dict[str, Any], precision: str = FP32.name) -> dict[str, Any]:
+def genai_config(shape: DecoderShape, special: dict[str, Any], precision: str = FP32.name) -> dict[str, Any]:
     target = target_provider(precision)
     return {
         "model": {
@@ -155,10 +192,14 @@ def genai_config(shape: LlamaShape, special: dict[str, Any], precision: str = FP
             },
             "eos_token_id": special["eos_token_id"],
             "pad_token_id": special["pad_token_id"],
-            "type": "llama",
+            "type": shape.arch,
             "vocab_size": shape.vocab,
         },
-        "search": {"max_length": shape.context_length, "past_present_share_buffer": True, **DEFAULT_SEARCH},
+        "search": {
+            "max_length": shape.context_length,
+            "past_present_share_buffer": True,
+            **SEARCH_BY_ARCH.get(shape.arch, DEFAULT_SEARCH),
+        },
     }
 
 
@@ -189,7 +230,7 @@ def convert(
     shape = read_shape(reader)
     logger.info("converting %s to %s: %s", gguf_path.name, precision, shape)
     weights = read_weights(reader, shape, progress)
-    model = build_llama(shape, weights, accuracy_level, PRECISIONS[precision])
+    model = build_decoder(shape, weights, accuracy_level, PRECISIONS[precision])
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:

@@ -3,7 +3,8 @@
 onnxruntime's 4-bit kernel at fp32 accuracy beats fp32 MatMul at one row but loses from a few rows on (this CPU,
 576→1536: 63 µs vs 60 µs at M=1, 384 µs vs 202 µs at M=16), so the runner keeps both graphs and picks per step.
 The values are exactly those MatMulNBits computes with: W[n, k] = (q − zero_point) · scale, plus the per-block
-offset of a Q4_1 correction that follows it in the graph (folded in: one MatMul instead of five nodes).
+offset of a correction that follows it in the graph (folded in: one MatMul instead of five nodes); the two 4-bit
+terms of a wide code (Q5/Q6/Q8, fed [x, x] by a Concat) are summed into one weight over x.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from onnx import helper, numpy_helper
 
 logger = logging.getLogger(__name__)
 
-VERSION = 2  # 2: Q4_1 block offsets folded into the dense weights
+VERSION = 3  # 3: stacked 4-bit terms of wide codes summed into one weight
 
 
 def dequantize_nbits(
@@ -63,8 +64,9 @@ def _block_offset(
     n: int,
     k: int,
     block: int,
+    source: str,
 ) -> _BlockOffset | None:
-    """The block-offset correction of `node` as our converter writes it, or None when there is none."""
+    """The block-offset correction of `node` (over its input `source`, [..., k]) as our converter writes it, or None."""
 
     def const(name: str) -> np.ndarray | None:
         return numpy_helper.to_array(inits[name]) if name in inits else None
@@ -92,9 +94,22 @@ def _block_offset(
     if reshape is None or reshape.op_type != "Reshape" or only_use(reshape.output[0]) is not reduce:
         return None
     target = const(reshape.input[1])
-    if reshape.input[0] != node.input[0] or target is None or target.tolist() != [0, 0, -1, block]:
+    if reshape.input[0] != source or target is None or target.tolist() != [0, 0, -1, block]:
         return None
     return _BlockOffset(offset_t.astype(np.float32), add.output[0], (reshape, reduce, matmul, add))
+
+
+def _stacked_terms(
+    name: str, producer: dict[str, onnx.NodeProto], consumers: dict[str, list[onnx.NodeProto]]
+) -> tuple[str, int]:
+    """(x, terms) when `name` is Concat([x] · terms) along the last axis used only here, else (name, 1)."""
+    concat = producer.get(name)
+    if concat is None or concat.op_type != "Concat" or len(consumers.get(name, [])) != 1:
+        return name, 1
+    axis = next((helper.get_attribute_value(a) for a in concat.attribute if a.name == "axis"), None)
+    if axis != -1 or len(set(concat.input)) != 1:
+        return name, 1
+    return concat.input[0], len(concat.input)
 
 
 def densify(model: onnx.ModelProto) -> int:
@@ -129,7 +144,12 @@ def densify(model: onnx.ModelProto) -> int:
             block,
         )
         outputs = list(node.output)
-        fold = None if inputs[5] else _block_offset(node, producer, consumers, inits, n, k, block)
+        source, terms = _stacked_terms(inputs[0], producer, consumers)
+        if terms > 1:  # the converter's wide codes: [x, x] · [W0; W1] = x · (W0 + W1)
+            k //= terms
+            w = w.reshape(n, terms, k).sum(axis=1)
+            replaced[id(producer[inputs[0]])] = []
+        fold = None if inputs[5] else _block_offset(node, producer, consumers, inits, n, k, block, source)
         if fold is not None:
             w += np.repeat(fold.offset_t.T, block, axis=1)[:, :k]
             outputs = [fold.output]
@@ -142,11 +162,11 @@ def densify(model: onnx.ModelProto) -> int:
         if inputs[5]:
             mid = f"{node.output[0]}.no_bias"
             replaced[id(node)] = [
-                helper.make_node("MatMul", [inputs[0], weight], [mid], name=f"{node.name}.dense"),
+                helper.make_node("MatMul", [source, weight], [mid], name=f"{node.name}.dense"),
                 helper.make_node("Add", [mid, inputs[5]], outputs, name=f"{node.name}.bias"),
             ]
         else:
-            replaced[id(node)] = [helper.make_node("MatMul", [inputs[0], weight], outputs, name=f"{node.name}.dense")]
+            replaced[id(node)] = [helper.make_node("MatMul", [source, weight], outputs, name=f"{node.name}.dense")]
         count += 1
     nodes = [new for node in graph.node for new in replaced.get(id(node), [node])]
     still_used = {name for node in nodes for name in node.input}

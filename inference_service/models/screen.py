@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from inference_service.models.llama_graph import IR_VERSION, OPSETS
+from inference_service.models.decoder_graph import IR_VERSION, OPSETS
 
 VERSION = 2  # 2: the head runs on one position per row (head_positions)
 LOWER, UPPER, HIDDEN = "logits_lower", "logits_upper", "hidden"

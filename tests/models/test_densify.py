@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from inference_service.models.decoder_graph import IR_VERSION, OPSETS, _Builder
 from inference_service.models.densify import densify
 from inference_service.models.derived import derive
 from inference_service.models.gguf_weights import BlockQuantized
-from inference_service.models.llama_graph import IR_VERSION, OPSETS, _Builder
 
 K, N, BLOCK = 96, 40, 32
 
@@ -129,4 +129,39 @@ def test_q4_1_block_offset_is_folded_into_the_dense_weight() -> None:
     assert densify(model) == 1
     assert [n.op_type for n in model.graph.node] == ["MatMul", "Identity"]
     assert [t.name for t in model.graph.initializer] == [model.graph.node[0].input[1]]  # nothing left over
+    assert np.allclose(run(model, a), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_stacked_terms_and_offsets_of_mixed_k_quants_become_one_matmul() -> None:
+    """A fused projection of K-quant parts (two 4-bit terms over Concat([x, x]), zero points, blocksum offsets)
+    becomes one MatMul over x with exactly the GGUF's values."""
+    from gguf import GGMLQuantizationType as QT
+    from gguf import quants
+
+    from inference_service.models.gguf_weights import stack, transcode
+    from tests.models.test_gguf_weights import random_tensor
+
+    k = 256
+    types = [QT.Q4_K, QT.Q6_K, QT.Q5_0]
+    raws = [random_tensor(t, 16, k, seed=i) for i, t in enumerate(types)]
+    builder = _Builder(accuracy_level=0)
+    y = builder.linear("A", stack([transcode(r, t, 16, k) for r, t in zip(raws, types, strict=True)]), "proj")
+    builder.nodes.append(helper.make_node("Identity", [y], ["Y"]))
+    graph = helper.make_graph(
+        builder.nodes,
+        "g",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["B", "S", k])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["B", "S", 48])],
+        builder.inits,
+    )
+    model = helper.make_model(graph, opset_imports=OPSETS)
+    model.ir_version = IR_VERSION
+    assert {"Concat", "MatMulNBits", "ReduceSum"} <= {n.op_type for n in model.graph.node}
+    w = np.concatenate([quants.dequantize(r, t) for r, t in zip(raws, types, strict=True)]).astype(np.float64)
+    a = np.random.default_rng(5).standard_normal((2, 3, k)).astype(np.float32)
+    expected = a.astype(np.float64) @ w.T
+    assert densify(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "Identity"]
+    weight = numpy_helper.to_array(model.graph.initializer[0])
+    np.testing.assert_array_equal(weight.T, w.astype(np.float32))
     assert np.allclose(run(model, a), expected, rtol=1e-5, atol=1e-4)
