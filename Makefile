@@ -20,8 +20,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# ORTSERVE_MODEL (what `make serve` serves): "default" or a model name is pulled and converted; a folder is used as is
 model: install
-	$(BIN)/python -m inference_service convert
+	@m="$${ORTSERVE_MODEL:-default}"; \
+	if [ -d "$$m" ]; then echo "ORTSERVE_MODEL=$$m is a model folder: nothing to prepare"; \
+	else $(BIN)/python -m inference_service convert --model "$$m"; fi
 
 serve: model
 	bash scripts/serve.sh

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Literal, NoReturn, get_args, get_origin
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
@@ -29,34 +29,71 @@ def default_precision(device: str) -> str:
     return "fp16" if select_provider(device) == CUDA_EP else "fp32"
 
 
+def prepare_model(name: str, progress: bool = True, precision: str = "fp32") -> Path:
+    """Pull and convert the registry model `name` when needed (both steps are cached)."""
+    from inference_service.models.convert import convert
+    from inference_service.models.pull import get_model, pull
+
+    gguf = pull(paths.default_gguf_dir(), get_model(name), progress=progress)
+    return convert(gguf, paths.model_dir(name, precision), progress=progress, precision=precision)
+
+
 def default_model_dir(progress: bool = True, precision: str = "fp32") -> Path:
     """Pull and convert the default model when needed (both steps are cached)."""
-    from inference_service.models.convert import convert
-    from inference_service.models.pull import pull
+    from inference_service.models.pull import DEFAULT_MODEL
 
-    gguf = pull(paths.default_gguf_dir(), progress=progress)
-    return convert(gguf, paths.default_model_dir(precision), progress=progress, precision=precision)
+    return prepare_model(DEFAULT_MODEL.name, progress, precision)
+
+
+def registry_name(model: str) -> str | None:
+    """The registry name `--model` means ("default" is the default model's), or None for a folder path."""
+    from inference_service.models.pull import DEFAULT_MODEL, MODELS
+
+    if model == "default":
+        return DEFAULT_MODEL.name
+    return model if model in MODELS else None
+
+
+def _fail(command: str, message: str) -> NoReturn:
+    """A clear message and exit status 2, as argparse gives for a bad flag."""
+    sys.stderr.write(f"python -m inference_service {command}: error: {message}\n")
+    raise SystemExit(2)
+
+
+def _preparation_errors() -> tuple[type[Exception], ...]:
+    """Typed errors of pulling or converting a model: reported in one line, never as a traceback."""
+    from inference_service.models.convert import UnsupportedModelError
+    from inference_service.models.gguf_tokenizer import UnsupportedTokenizerError
+    from inference_service.models.gguf_weights import UnsupportedTensorTypeError
+    from inference_service.models.pull import PullError
+
+    return PullError, UnsupportedModelError, UnsupportedTokenizerError, UnsupportedTensorTypeError
 
 
 def _serve(args: argparse.Namespace) -> None:
     from inference_service.engine.loader import ModelNotServableError
     from inference_service.models.folder import ModelFolderError
+    from inference_service.models.pull import MODELS
     from inference_service.server.app import serve
 
     overrides = {k: v for k, v in vars(args).items() if k in ServiceSettings.model_fields and v is not None}
     try:
         settings = ServiceSettings(**overrides)
-    except ValidationError as e:  # a clear message and exit status 2, as argparse gives for a bad flag
+    except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        sys.stderr.write(f"python -m inference_service serve: error: invalid settings: {problems}\n")
-        raise SystemExit(2) from None
+        _fail("serve", f"invalid settings: {problems}")
+    name = registry_name(settings.model)  # a registry name wins over a folder of the same name (use ./NAME)
+    if name is None and not Path(settings.model).is_dir():
+        _fail("serve", f"--model {settings.model!r}: not a folder, nor 'default' or a model name ({', '.join(MODELS)})")
     configure_logging(settings.log_format, settings.log_level)
-    is_default = settings.model == "default"
-    folder = default_model_dir(precision=default_precision(settings.device)) if is_default else Path(settings.model)
-    model_id = settings.model_id or ("smollm2-135m-instruct" if is_default else folder.name)
-    try:
-        model = _load(settings, folder, model_id)
-    except (ModelFolderError, ModelNotServableError) as e:  # a clear message and exit status 1, never "ready"
+    not_servable: tuple[type[Exception], ...] = (ModelFolderError, ModelNotServableError, *_preparation_errors())
+    try:  # a clear message and exit status 1, never "ready"
+        if name is None:
+            folder = Path(settings.model)
+        else:
+            folder = prepare_model(name, precision=default_precision(settings.device))
+        model = _load(settings, folder, settings.model_id or name or folder.name)
+    except not_servable as e:
         logging.getLogger("inference_service").error("not serving: %s", e)
         raise SystemExit(1) from None
     if settings.fault_injection:
@@ -100,19 +137,39 @@ def inject_faults(seq: Sequence) -> None:
 
 
 def _pull(args: argparse.Namespace) -> None:
-    from inference_service.models.pull import pull
+    from inference_service.models.pull import DEFAULT_MODEL, MODELS, get_model, pull
 
-    print(pull(args.cache_dir or paths.default_gguf_dir()))
+    if args.list:
+        for m in MODELS.values():
+            kind = "instruct" if m.instruct else "base"
+            default = "  (default)" if m is DEFAULT_MODEL else ""
+            print(f"{m.name:<24} {m.size / 1e6:6.1f} MB  {kind:<8}  {m.license.name} ({m.license.url}){default}")
+        return
+    name = registry_name(args.name)
+    if name is None:
+        _fail("pull", f"unknown model {args.name!r}; known models: {', '.join(MODELS)} (see --list)")
+    try:
+        print(pull(args.cache_dir or paths.default_gguf_dir(), get_model(name)))
+    except _preparation_errors() as e:
+        logging.getLogger("inference_service").error("pull failed: %s", e)
+        raise SystemExit(1) from None
 
 
 def _convert(args: argparse.Namespace) -> None:
     from inference_service.models.convert import convert
-    from inference_service.models.pull import pull
+    from inference_service.models.pull import MODELS, get_model, pull
 
-    gguf = args.gguf or pull(paths.default_gguf_dir())
+    name = registry_name(args.model)
+    if name is None:
+        _fail("convert", f"unknown model {args.model!r}; known models: {', '.join(MODELS)} (see `pull --list`)")
     precision = default_precision("auto") if args.precision == "auto" else args.precision
-    out = args.out or paths.default_model_dir(precision)
-    print(convert(gguf, out, accuracy_level=args.accuracy_level, precision=precision))
+    try:
+        gguf = args.gguf or pull(paths.default_gguf_dir(), get_model(name))
+        out = args.out or paths.model_dir(name, precision)
+        print(convert(gguf, out, accuracy_level=args.accuracy_level, precision=precision))
+    except _preparation_errors() as e:
+        logging.getLogger("inference_service").error("convert failed: %s", e)
+        raise SystemExit(1) from None
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, settings: type[BaseSettings]) -> None:
@@ -138,13 +195,20 @@ def main(argv: list[str] | None = None) -> None:
     add_settings_flags(serve, ServiceSettings)
     serve.set_defaults(func=_serve)
 
-    pull = sub.add_parser("pull", help="download and verify the default model's GGUF")
+    pull = sub.add_parser("pull", help="download and verify a named model's GGUF (default: the default model)")
+    pull.add_argument("name", nargs="?", default="default", help="model name (see --list); default: the default model")
+    pull.add_argument("--list", action="store_true", help="print the known models with size and license")
     pull.add_argument("--cache-dir", type=Path)
     pull.set_defaults(func=_pull)
 
-    conv = sub.add_parser("convert", help="convert a llama GGUF into an ONNX model folder")
-    conv.add_argument("--gguf", type=Path, help="GGUF file (default: the pulled default model)")
-    conv.add_argument("--out", type=Path, help="output folder")
+    conv = sub.add_parser("convert", help="convert a GGUF (default: a pulled named model) into an ONNX model folder")
+    conv.add_argument(
+        "--model",
+        default="default",
+        help="model name to pull and convert (see `pull --list`); default: the default model",
+    )
+    conv.add_argument("--gguf", type=Path, help="GGUF file to convert instead of the pulled --model")
+    conv.add_argument("--out", type=Path, help="output folder (default: the cached folder of --model)")
     conv.add_argument(
         "--accuracy-level",
         dest="accuracy_level",

