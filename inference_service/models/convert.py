@@ -69,6 +69,8 @@ def read_shape(reader: gguf.GGUFReader) -> DecoderShape:
     head_dim = int(key("attention.key_length", key("rope.dimension_count", hidden // heads)))
     if int(key("attention.value_length", head_dim)) != head_dim:
         raise UnsupportedModelError("key and value head sizes differ")
+    if int(key("rope.dimension_count", head_dim)) != head_dim:
+        raise UnsupportedModelError("partial rotary (rope.dimension_count < head size) is not supported")
     rope_scale = 1.0
     scaling = key("rope.scaling.type", "none")
     if scaling == "linear":

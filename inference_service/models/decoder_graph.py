@@ -104,7 +104,7 @@ class _Builder:
 
     def const(self, name: str, value: np.ndarray, t: ElementType | None = None) -> str:
         """A float initializer in the compute type (or `t`), rounded from its fp32 value."""
-        return self.init(name, np.asarray(value, np.float32).astype((t or self.t).numpy))
+        return self.init(name, np.ascontiguousarray(np.asarray(value, np.float32), dtype=(t or self.t).numpy))
 
     def node(self, op: str, inputs: list[str], n_out: int = 1, domain: str = "", **attrs: Any) -> list[str]:
         base = self.name(op)

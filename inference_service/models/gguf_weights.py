@@ -245,17 +245,24 @@ def _unpack4(packed: np.ndarray) -> np.ndarray:
     return q
 
 
-def dequantize(w: Weight) -> np.ndarray:
-    """float32 [N, K] values of a transcoded weight, summed exactly (float64) and rounded once, as ggml does."""
+def dequantize(w: Weight, rows: int = 8192) -> np.ndarray:
+    """float32 [N, K] values of a transcoded weight, summed exactly (float64) and rounded once, as ggml does.
+
+    Computed `rows` rows at a time: a 262,144-row embedding table would otherwise need several GB of temporaries.
+    """
     if isinstance(w, Dense):
         return w.weight
-    q = _unpack4(w.packed) if w.bits == 4 else w.packed.astype(np.float64)
-    zp = np.full(w.scales.shape, 2 ** (w.bits - 1)) if w.zero_points is None else w.zero_points
-    terms = (q - zp[..., None]) * w.scales[..., None].astype(np.float64)  # [N, terms·K/block, block]
-    out = terms.reshape(w.n, w.terms, -1).sum(axis=1).reshape(w.n, -1, w.block)
-    if w.offset is not None:
-        out += w.offset[..., None]
-    return out.reshape(w.n, w.k).astype(np.float32)
+    out = np.empty((w.n, w.k), np.float32)
+    for start in range(0, w.n, rows):
+        part = slice(start, start + rows)
+        q = _unpack4(w.packed[part]) if w.bits == 4 else w.packed[part].astype(np.float64)
+        zp = np.full(q.shape[:2], 2 ** (w.bits - 1)) if w.zero_points is None else w.zero_points[part]
+        terms = (q - zp[..., None]) * w.scales[part, :, None].astype(np.float64)  # [rows, terms·K/block, block]
+        values = terms.reshape(q.shape[0], w.terms, -1).sum(axis=1).reshape(q.shape[0], -1, w.block)
+        if w.offset is not None:
+            values += w.offset[part, :, None]
+        out[part] = values.reshape(q.shape[0], w.k)
+    return out
 
 
 def with_block(w: BlockQuantized, block: int, terms: int, offset: bool) -> BlockQuantized:
