@@ -1,7 +1,11 @@
 """GGUF tokenizer metadata → Hugging Face `tokenizer.json` + `tokenizer_config.json`.
 
-Only GPT-2 style byte-level BPE (`tokenizer.ggml.model == "gpt2"`) is supported; the pre-tokenizer is chosen
-from `tokenizer.ggml.pre` to reproduce llama.cpp's (and the original HF tokenizer's) splitting.
+Two of llama.cpp's tokenizer models are supported, each reproducing llama.cpp's (llama-vocab.cpp) tokenization:
+- `gpt2`: byte-level BPE; the pre-tokenizer is chosen from `tokenizer.ggml.pre`.
+- `llama`: SentencePiece BPE ("SPM": Llama 2, Mistral, Gemma): tokens + scores, "▁" for spaces, `<0xAB>` byte
+  fallback. llama.cpp's `llm_tokenizer_spm` merges the adjacent pair whose concatenation is the vocabulary piece
+  with the highest score (ties: leftmost); as a BPE model that is one merge per two-piece split of every piece,
+  ranked by the piece's score (what transformers' GGUF converter and SentencePieceBPETokenizer build).
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import gguf
-from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE
 
 # llama.cpp token_type values (llama_token_type in llama.h / gguf.TokenType)
+_TOKEN_TYPE_NORMAL = 1
+_TOKEN_TYPE_UNKNOWN = 2
 _TOKEN_TYPE_CONTROL = 3
 _TOKEN_TYPE_USER_DEFINED = 4
+
+_SPACE_MARK = "\u2581"  # "▁": SentencePiece's escaped space
 
 
 def _gpt2_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
@@ -57,17 +65,25 @@ def _required(reader: gguf.GGUFReader, key: str) -> Any:
 
 
 def build_tokenizer(reader: gguf.GGUFReader) -> Tokenizer:
-    """A `tokenizers.Tokenizer` equivalent to the GGUF's (byte-level BPE only)."""
+    """A `tokenizers.Tokenizer` equivalent to the GGUF's (llama.cpp `gpt2` or `llama` tokenizer model)."""
     model = _required(reader, "tokenizer.ggml.model")
-    if model != "gpt2":
-        raise UnsupportedTokenizerError(f"tokenizer model {model!r} is not supported (only 'gpt2' byte-level BPE)")
+    if model == "gpt2":
+        return _gpt2_tokenizer(reader)
+    if model == "llama":
+        return _spm_tokenizer(reader)
+    raise UnsupportedTokenizerError(
+        f"tokenizer model {model!r} is not supported (known: 'gpt2' byte-level BPE, 'llama' SentencePiece)"
+    )
+
+
+def _gpt2_tokenizer(reader: gguf.GGUFReader) -> Tokenizer:
     pre = _field(reader, "tokenizer.ggml.pre", "default")
     if pre not in _PRE_TOKENIZERS:
         raise UnsupportedTokenizerError(
             f"pre-tokenizer {pre!r} is not supported (known: {', '.join(sorted(_PRE_TOKENIZERS))})"
         )
     tokens: list[str] = _required(reader, "tokenizer.ggml.tokens")
-    types: list[int] = _field(reader, "tokenizer.ggml.token_type", [1] * len(tokens))
+    types: list[int] = _field(reader, "tokenizer.ggml.token_type", [_TOKEN_TYPE_NORMAL] * len(tokens))
     # Byte-level tokens never contain a real space (it is "Ġ"), so "a b" splits unambiguously.
     merges = [tuple(m.split(" ", 1)) for m in _required(reader, "tokenizer.ggml.merges")]
 
@@ -75,15 +91,93 @@ def build_tokenizer(reader: gguf.GGUFReader) -> Tokenizer:
     tok.pre_tokenizer = _PRE_TOKENIZERS[pre]()
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    # Registered as added tokens so that text like "<|im_start|>" encodes as one id; control tokens are
-    # special (skipped by decode(skip_special_tokens=True)), user-defined ones are ordinary text.
-    added = [
-        AddedToken(t, special=(ty == _TOKEN_TYPE_CONTROL), normalized=False)
-        for t, ty in zip(tokens, types, strict=True)
-        if ty in (_TOKEN_TYPE_CONTROL, _TOKEN_TYPE_USER_DEFINED)
-    ]
-    tok.add_tokens(added)
+    tok.add_tokens(_added_tokens(tokens, types))
     return tok
+
+
+def _spm_tokenizer(reader: gguf.GGUFReader) -> Tokenizer:
+    tokens: list[str] = _required(reader, "tokenizer.ggml.tokens")
+    types: list[int] = _field(reader, "tokenizer.ggml.token_type", [_TOKEN_TYPE_NORMAL] * len(tokens))
+    scores: list[float] = _field(reader, "tokenizer.ggml.scores", [0.0] * len(tokens))
+    vocab = {t: i for i, t in enumerate(tokens)}
+    if len(vocab) != len(tokens):
+        raise ValueError("GGUF vocabulary has duplicate tokens")  # llama.cpp refuses these too
+    add_space_prefix = spm_add_space_prefix(reader)
+    # A character with no piece falls back to its UTF-8 bytes as <0xAB> pieces (resegment in llama.cpp).
+    tok = Tokenizer(
+        BPE(
+            vocab=vocab,
+            merges=_spm_merges(tokens, scores, vocab),
+            unk_token=_token(tokens, _field(reader, "tokenizer.ggml.unknown_token_id")),
+            fuse_unk=True,
+            byte_fallback=True,
+        )
+    )
+    # No pre-tokenizer: SPM merges across spaces. Added tokens are split off before normalizing, so the "▁"
+    # prefix goes on every text run after one, as llama.cpp's is_prev_special does.
+    escape = normalizers.Replace(" ", _SPACE_MARK)
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend(_SPACE_MARK), escape]) if add_space_prefix else escape
+    # Replace before ByteFallback: a "▁" spelled in byte tokens stays "▁", as in llama.cpp's token_to_piece;
+    # Strip after Fuse removes the one prefix space of the whole text, not of every token.
+    steps = [decoders.Replace(_SPACE_MARK, " "), decoders.ByteFallback(), decoders.Fuse()]
+    if add_space_prefix:
+        steps.append(decoders.Strip(content=" ", left=1))
+    tok.decoder = decoders.Sequence(steps)
+    tok.add_tokens(_added_tokens(tokens, types))
+    template = _special_template(reader, tokens)
+    if template is not None:
+        tok.post_processor = template
+    return tok
+
+
+def _spm_merges(tokens: list[str], scores: list[float], vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """Every split of a piece into two pieces, best piece score first (equal scores: lower id first).
+
+    SPM ranks all splits of one piece alike; their order here does not matter: inside a piece that forms, the
+    merges are those of the piece alone, so only one of its splits is ever its last merge. Pieces with equal
+    scores are ranked by id where llama.cpp would take the leftmost pair; only control/user-defined/byte pieces
+    share scores in real vocabularies, and the first two are split off as added tokens before merging.
+    """
+    best_first = map(tokens.__getitem__, sorted(range(len(tokens)), key=scores.__getitem__, reverse=True))  # stable
+    return [(p[:k], p[k:]) for p in best_first for k in range(1, len(p)) if p[:k] in vocab and p[k:] in vocab]
+
+
+def spm_add_space_prefix(reader: gguf.GGUFReader) -> bool:
+    """`tokenizer.ggml.add_space_prefix`; llama.cpp's default for SPM vocabularies is true (Gemma 3 says false)."""
+    return bool(_field(reader, "tokenizer.ggml.add_space_prefix", True))
+
+
+def _added_tokens(tokens: list[str], types: list[int]) -> list[AddedToken]:
+    # Registered as added tokens so that text like "<|im_start|>" encodes as one id (llama.cpp's parse_special):
+    # control and unknown tokens are special (skipped by decode(skip_special_tokens=True)), user-defined ones
+    # are ordinary text. Not normalized: matched against the raw text, as llama.cpp does.
+    special = (_TOKEN_TYPE_CONTROL, _TOKEN_TYPE_UNKNOWN)
+    return [
+        AddedToken(t, special=(ty in special), normalized=False)
+        for t, ty in zip(tokens, types, strict=True)
+        if ty in (*special, _TOKEN_TYPE_USER_DEFINED)
+    ]
+
+
+def _special_template(reader: gguf.GGUFReader, tokens: list[str]) -> processors.TemplateProcessing | None:
+    """BOS/EOS that encode(add_special_tokens=True) adds, as the GGUF asks (SPM: BOS unless it says otherwise)."""
+    ends: dict[str, tuple[str, int]] = {}
+    for key, default in (("bos", True), ("eos", False)):
+        index = _field(reader, f"tokenizer.ggml.{key}_token_id")
+        text = _token(tokens, index)
+        if text is not None and bool(_field(reader, f"tokenizer.ggml.add_{key}_token", default)):
+            ends[key] = (text, int(index))
+    if not ends:
+        return None
+    bos = [ends["bos"][0]] if "bos" in ends else []
+    eos = [ends["eos"][0]] if "eos" in ends else []
+
+    def sequence(piece: str, type_id: int) -> str:
+        return " ".join(f"{p}:{type_id}" for p in [*bos, piece, *eos])
+
+    return processors.TemplateProcessing(
+        single=sequence("$A", 0), pair=f"{sequence('$A', 0)} {sequence('$B', 1)}", special_tokens=list(ends.values())
+    )
 
 
 def _token(tokens: list[str], index: int | None) -> str | None:
@@ -106,11 +200,13 @@ def build_tokenizer_config(reader: gguf.GGUFReader, tokenizer: Tokenizer) -> dic
     """HF-style tokenizer_config.json contents."""
     tokens: list[str] = _required(reader, "tokenizer.ggml.tokens")
     arch = _field(reader, "general.architecture", "llama")
+    spm = _required(reader, "tokenizer.ggml.model") == "llama"
     config: dict[str, Any] = {
-        "tokenizer_class": "GPT2Tokenizer",
-        "add_bos_token": bool(_field(reader, "tokenizer.ggml.add_bos_token", False)),
+        "tokenizer_class": _tokenizer_class(arch) if spm else "GPT2Tokenizer",
+        "add_bos_token": bool(_field(reader, "tokenizer.ggml.add_bos_token", spm)),  # llama.cpp: SPM adds BOS
         "add_eos_token": bool(_field(reader, "tokenizer.ggml.add_eos_token", False)),
-        "add_prefix_space": False,
+        # LlamaTokenizerFast rebuilds from the (absent) SentencePiece model when add_prefix_space is set
+        **({} if spm else {"add_prefix_space": False}),
         "clean_up_tokenization_spaces": False,
         "bos_token": _token(tokens, _field(reader, "tokenizer.ggml.bos_token_id")),
         "eos_token": _token(tokens, _field(reader, "tokenizer.ggml.eos_token_id")),
@@ -133,6 +229,10 @@ def build_tokenizer_config(reader: gguf.GGUFReader, tokenizer: Tokenizer) -> dic
     if template is not None:
         config["chat_template"] = template
     return config
+
+
+def _tokenizer_class(arch: str) -> str:
+    return "GemmaTokenizer" if arch.startswith("gemma") else "LlamaTokenizer"
 
 
 def write_tokenizer_files(reader: gguf.GGUFReader, out_dir: Path) -> None:
