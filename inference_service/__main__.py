@@ -127,6 +127,7 @@ def _load(settings: ServiceSettings, folder: Path, model_id: str) -> ServedModel
             max_queue_wait_s=settings.max_queue_wait_s,
         ),
         PrefixCacheConfig(max_entries=settings.prefix_cache_entries),
+        chat_template=settings.chat_template,
     )
 
 

@@ -105,9 +105,11 @@ class AsyncEngine:
             if not prompt.messages:
                 raise InvalidRequestError("messages must not be empty", param="messages")
             text = self.tokenizer.apply_chat_template(prompt.messages, prompt.add_generation_prompt)
-        else:
-            text = prompt.text or ""
-        return text, self.tokenizer.encode(text)
+            return text, self.tokenizer.encode(text)  # the template writes its own <bos>
+        # a plain prompt gets what the tokenizer adds (e.g. <bos> where the GGUF says add_bos_token), as in
+        # llama.cpp and vLLM
+        text = prompt.text or ""
+        return text, self.tokenizer.encode(text, add_special_tokens=True)
 
     def _validate(self, request: GenerationRequest) -> None:
         outside = [t for t in request.sampling.logit_bias if not 0 <= t < self.tokenizer.vocab_size]

@@ -21,7 +21,7 @@ from inference_service.engine.placement import check_placement, summary
 from inference_service.engine.prefix_cache import PrefixCacheConfig
 from inference_service.engine.runner import CPU_EP, ModelRunner, RunnerOptions, select_provider
 from inference_service.engine.scheduler import SchedulerConfig
-from inference_service.engine.tokenizer import Tokenizer
+from inference_service.engine.tokenizer import ChatTemplateError, Tokenizer
 from inference_service.models.derived import CpuGraphs, cpu_graphs
 from inference_service.models.folder import ModelConfig, ModelFolderError, load_model_config
 
@@ -89,9 +89,14 @@ def load_model(
     runner_options: RunnerOptions,
     scheduler_config: SchedulerConfig,
     prefix_cache: PrefixCacheConfig | None = None,
+    chat_template: Path | None = None,
 ) -> ServedModel:
+    """`chat_template`: a Jinja file replacing the folder's chat template (`--chat-template`)."""
     config = load_model_config(folder)
-    tokenizer = Tokenizer.from_dir(folder)
+    try:
+        tokenizer = Tokenizer.from_dir(folder, chat_template=chat_template)
+    except ChatTemplateError as e:
+        raise ModelNotServableError(f"{e} (--chat-template / ORTSERVE_CHAT_TEMPLATE)") from e
     try:
         runner = load_runner(config, runner_options)
     except ModelFolderError:

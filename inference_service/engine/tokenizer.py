@@ -23,6 +23,14 @@ from inference_service.engine.errors import InvalidRequestError
 from inference_service.engine.types import ChatMessage
 
 _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
+_NO_TEMPLATE = (
+    "this model has no chat template (a base model?): send a prompt to the completions endpoint "
+    "(/v1/completions) instead, or start the inference service with --chat-template FILE (ORTSERVE_CHAT_TEMPLATE)"
+)
+
+
+class ChatTemplateError(ValueError):
+    """A chat template file given to the service cannot be read or is not a valid Jinja template."""
 
 
 def _gpt2_unicode_to_byte() -> dict[str, int]:
@@ -123,8 +131,12 @@ class Tokenizer:
         self.bos_token_id: int | None = tokenizer.token_to_id(bos_text) if bos_text is not None else None
 
     @classmethod
-    def from_dir(cls, path: Path | str) -> Tokenizer:
-        """Load from a model folder holding tokenizer.json (+ tokenizer_config.json)."""
+    def from_dir(cls, path: Path | str, chat_template: Path | None = None) -> Tokenizer:
+        """Load from a model folder holding tokenizer.json (+ tokenizer_config.json).
+
+        `chat_template`: a Jinja file that replaces the folder's template (`--chat-template`); it is read and
+        compiled here, so a bad one stops the service at start (ChatTemplateError), not at the first chat request.
+        """
         path = Path(path)
         tokenizer_file = path / "tokenizer.json"
         if not tokenizer_file.is_file():
@@ -132,12 +144,21 @@ class Tokenizer:
         config_file = path / "tokenizer_config.json"
         config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
         template_file = path / "chat_template.jinja"
-        template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
+        if chat_template is not None:
+            template: str | None = _read_template(chat_template)
+        else:
+            template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
         extra_eos = [
             *_eos_ids_from(path / "genai_config.json", "model", "eos_token_id"),
             *_eos_ids_from(path / "generation_config.json", "eos_token_id"),
         ]
-        return cls(HFTokenizer.from_file(str(tokenizer_file)), config, template, extra_eos)
+        tokenizer = cls(HFTokenizer.from_file(str(tokenizer_file)), config, template, extra_eos)
+        if chat_template is not None:
+            try:
+                tokenizer._template()
+            except jinja2.TemplateSyntaxError as e:
+                raise ChatTemplateError(f"chat template {chat_template}: line {e.lineno}: {e.message}") from e
+        return tokenizer
 
     @property
     def vocab_size(self) -> int:
@@ -201,7 +222,7 @@ class Tokenizer:
     def _template(self) -> jinja2.Template:
         if self._compiled is None:
             if self._chat_template is None:
-                raise InvalidRequestError("this model has no chat template; send a prompt instead", param="messages")
+                raise InvalidRequestError(_NO_TEMPLATE, param="messages")
             # Same environment as transformers, so templates written for HF render identically.
             env = ImmutableSandboxedEnvironment(
                 trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
@@ -211,6 +232,14 @@ class Tokenizer:
             env.globals["strftime_now"] = _strftime_now
             self._compiled = env.from_string(self._chat_template)
         return self._compiled
+
+
+def _read_template(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ChatTemplateError(f"chat template {file}: cannot be read: {reason}") from e
 
 
 def _message_dict(message: ChatMessage, knows_developer: bool) -> dict[str, str]:

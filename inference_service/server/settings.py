@@ -20,6 +20,11 @@ class ServiceSettings(BaseSettings):
         "needed), or a model folder",
     )
     model_id: str = Field("", description="served model name; default: the folder's name")
+    chat_template: Path | None = Field(
+        None,
+        description="Jinja chat template file that replaces the model's (as in transformers' chat_template.jinja); "
+        "a base model without one answers chat requests with 400",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     device_id: int = 0
     threads: int = Field(0, ge=0, description="ORT intra-op threads; 0 = one per core")

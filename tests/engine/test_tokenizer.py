@@ -14,7 +14,7 @@ from tokenizers import decoders
 from tokenizers.models import BPE
 
 from inference_service.engine.errors import InvalidRequestError
-from inference_service.engine.tokenizer import Tokenizer
+from inference_service.engine.tokenizer import ChatTemplateError, Tokenizer
 from inference_service.engine.types import ChatMessage
 from inference_service.models.gguf_tokenizer import write_tokenizer_files
 
@@ -200,3 +200,102 @@ def test_sentencepiece_style_token_bytes(tmp_path: Path) -> None:
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         Tokenizer.from_dir(tmp_path)
+
+
+def test_chat_template_file_overrides_the_folder(model_files: Path, tmp_path: Path) -> None:
+    folder = _hf_folder(model_files, tmp_path / "hf", {"chat_template": "config"})
+    (folder / "chat_template.jinja").write_text("folder")
+    override = tmp_path / "mine.jinja"
+    override.write_text("{{ bos_token }}{% for m in messages %}<{{ m.role }}:{{ m.content }}>{% endfor %}")
+    tok = Tokenizer.from_dir(folder, chat_template=override)
+    assert tok.chat_template == override.read_text()
+    assert tok.apply_chat_template([ChatMessage("user", "a")]) == "<user:a>"  # no bos_token in this config
+    assert Tokenizer.from_dir(folder).apply_chat_template([ChatMessage("user", "a")]) == "folder"
+
+
+def test_chat_template_file_gives_a_base_model_chat(model_files: Path, tmp_path: Path) -> None:
+    folder = _hf_folder(model_files, tmp_path / "hf", {})
+    override = tmp_path / "chatml.jinja"
+    override.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")
+    tok = Tokenizer.from_dir(folder, chat_template=override)
+    assert tok.apply_chat_template([ChatMessage("user", "Hi")], add_generation_prompt=False) == _chatml(
+        ("user", "Hi"), prompt=False
+    )
+
+
+def _bad_template(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.jinja"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "latin1":
+        path.write_bytes("{{ 'café' }}".encode("latin-1"))
+    elif kind == "syntax":
+        path.write_text("{% for m in messages %}{{ m.content }}")
+    return path  # "missing": not created
+
+
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [
+        ("missing", "missing.jinja: cannot be read: No such file or directory"),
+        ("folder", "folder.jinja: cannot be read: Is a directory"),
+        ("latin1", "latin1.jinja: cannot be read: 'utf-8' codec can't decode"),
+        ("syntax", "syntax.jinja: line 1: .*endfor"),
+    ],
+)
+def test_bad_chat_template_file_fails_at_load(model_files: Path, tmp_path: Path, kind: str, match: str) -> None:
+    folder = _hf_folder(model_files, tmp_path / "hf", {})
+    with pytest.raises(ChatTemplateError, match=match):
+        Tokenizer.from_dir(folder, chat_template=_bad_template(tmp_path, kind))
+
+
+def test_no_chat_template_tells_what_to_do(model_files: Path, tmp_path: Path) -> None:
+    tok = Tokenizer.from_dir(_hf_folder(model_files, tmp_path / "hf", {}))
+    assert tok.chat_template is None
+    with pytest.raises(InvalidRequestError) as info:
+        tok.apply_chat_template([ChatMessage("user", "a")])
+    assert info.value.param == "messages"
+    message = str(info.value)
+    assert "no chat template" in message
+    assert "/v1/completions" in message  # the client's way out
+    assert "--chat-template FILE (ORTSERVE_CHAT_TEMPLATE)" in message  # the operator's
+
+
+def _spm_gguf(path: Path, add_space_prefix: bool) -> gguf.GGUFReader:
+    """A tiny SentencePiece ("llama") vocabulary: byte tokens, and pieces scored best-first by position."""
+    pieces = ["\u2581", *"Helowrd", "He", "ll", "llo", "Hello", "\u2581Hello", "or", "ld", "wor", "world"]
+    pieces.append("\u2581world")
+    tokens = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256)), *pieces]
+    types = [2, 3, 3, *[gguf.TokenType.BYTE] * 256, *[gguf.TokenType.NORMAL] * len(pieces)]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * (3 + 256) + [-float(i) for i in range(len(pieces))])
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_space_prefix(add_space_prefix)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return gguf.GGUFReader(path)
+
+
+@pytest.mark.parametrize("add_space_prefix", [True, False])
+def test_converted_sentencepiece_token_bytes(tmp_path: Path, add_space_prefix: bool) -> None:
+    write_tokenizer_files(_spm_gguf(tmp_path / "spm.gguf", add_space_prefix), tmp_path / "m")
+    tok = Tokenizer.from_dir(tmp_path / "m")
+    ids = tok.encode("Hello world é")
+    pieces = [tok.id_to_token(i) for i in ids]
+    assert pieces[-3:] == ["\u2581", "<0xC3>", "<0xA9>"]  # no piece for "é": UTF-8 bytes
+    assert pieces[:2] == (["\u2581Hello", "\u2581world"] if add_space_prefix else ["Hello", "\u2581world"])
+    assert [tok.token_bytes(i) for i in ids[-2:]] == [b"\xc3", b"\xa9"]
+    assert tok.token_bytes(ids[1]) == b" world"
+    # token bytes are the raw text, with llama.cpp's prefix space; decode strips that one space again
+    prefix = b" " if add_space_prefix else b""
+    assert b"".join(tok.token_bytes(i) for i in ids) == prefix + "Hello world é".encode()
+    assert tok.decode(ids) == "Hello world é"
+    assert tok.eos_token_ids == (2,) and tok.bos_token_id == 1
+    assert tok.encode("Hi", add_special_tokens=True)[0] == 1  # SPM: BOS by default
