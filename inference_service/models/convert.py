@@ -90,6 +90,7 @@ def read_shape(reader: gguf.GGUFReader) -> DecoderShape:
         "rope_base": float(key("rope.freq_base", 10000.0)),
         "rms_eps": float(key("attention.layer_norm_rms_epsilon")),
         "rope_scale": rope_scale,
+        "final_softcap": float(key("final_logit_softcapping", 0.0)),
     }
     if arch == "llama":
         return DecoderShape(**common)

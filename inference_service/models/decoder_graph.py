@@ -60,6 +60,7 @@ class DecoderShape:
     sliding_window: int = 0  # tokens a local layer attends to, itself included
     local_layers: tuple[int, ...] = ()  # layers with the sliding window
     rope_base_local: float = 10000.0  # rope base of the local layers
+    final_softcap: float = 0.0  # logits = cap · tanh(logits / cap) when set
 
 
 @dataclass(slots=True)
@@ -234,7 +235,11 @@ def build_decoder(
     head = weights.lm_head if weights.lm_head is not None else weights.embedding
     if precision != FP32:  # the head in fp32: fp32 logits, the head's values exact
         kept = b.node("Cast", [kept], to=TensorProto.FLOAT)[0]
-    b.nodes.append(helper.make_node("Identity", [b.linear(kept, head, "lm_head", FP32)], ["logits"], name="logits"))
+    logits = b.linear(kept, head, "lm_head", FP32)
+    if shape.final_softcap:  # cap · tanh(logits / cap); the screened head (bounds on a plain MatMul) is then off
+        cap = b.const("final_softcap", np.array(shape.final_softcap, np.float32), FP32)
+        logits = b.node("Mul", [b.node("Tanh", [b.node("Div", [logits, cap])[0]])[0], cap])[0]
+    b.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
 
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
