@@ -25,6 +25,14 @@ def gemma_gguf() -> Path:
     return pull(paths.default_gguf_dir(), GEMMA3_270M, progress=False)
 
 
+@pytest.fixture(scope="session")
+def gemma_model_dir(gemma_gguf: Path) -> Path:
+    """Gemma 3 270M converted to the fp32 graph (~1 GB, ~25 s; cached on disk like the default model)."""
+    from inference_service.models.convert import convert
+
+    return convert(gemma_gguf, paths.model_dir("gemma3-270m", "fp32"), progress=False)
+
+
 # `python -m bench gpu` runs the e2e tests against a CUDA service: then the default model is its fp16 graph
 DEVICE = os.environ.get("ORTSERVE_TEST_DEVICE", "cpu")
 
