@@ -54,7 +54,7 @@ class FakeTokenizer:
     def token_bytes(self, token_id: int) -> bytes:
         return self.decode([token_id]).encode()
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return [(ord(c) - ord("a")) % VOCAB for c in text]
 
     def apply_chat_template(self, messages: Sequence[object], add_generation_prompt: bool = True) -> str:
