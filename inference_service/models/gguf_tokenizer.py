@@ -1,7 +1,8 @@
 """GGUF tokenizer metadata → Hugging Face `tokenizer.json` + `tokenizer_config.json`.
 
 Two of llama.cpp's tokenizer models are supported, each reproducing llama.cpp's (llama-vocab.cpp) tokenization:
-- `gpt2`: byte-level BPE; the pre-tokenizer is chosen from `tokenizer.ggml.pre`.
+- `gpt2`: byte-level BPE; the pre-tokenizer (llama.cpp's regex split) is chosen from `tokenizer.ggml.pre`:
+  GPT-2's regex, SmolLM/StarCoder's (digits first), Llama 3's and Qwen2's (`_BPE_PRES`).
 - `llama`: SentencePiece BPE ("SPM": Llama 2, Mistral, Gemma): tokens + scores, "▁" for spaces, `<0xAB>` byte
   fallback. llama.cpp's `llm_tokenizer_spm` merges the adjacent pair whose concatenation is the vocabulary piece
   with the highest score (ties: leftmost); as a BPE model that is one merge per two-piece split of every piece,
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gguf
-from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE
 
 # llama.cpp token_type values (llama_token_type in llama.h / gguf.TokenType)
@@ -39,12 +41,55 @@ def _digits_then_gpt2_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), _gpt2_pre_tokenizer()])
 
 
-_PRE_TOKENIZERS: dict[str, Callable[[], pre_tokenizers.PreTokenizer]] = {
-    "default": _gpt2_pre_tokenizer,
-    "gpt2": _gpt2_pre_tokenizer,
-    "smollm": _digits_then_gpt2_pre_tokenizer,
-    "starcoder": _digits_then_gpt2_pre_tokenizer,
-    "refact": _digits_then_gpt2_pre_tokenizer,
+# llama.cpp's regexes for LLAMA_VOCAB_PRE_TYPE_LLAMA3 and _QWEN2 (llm_tokenizer_bpe in src/llama-vocab.cpp): the
+# models' tokenizer.json regexes with (?i:'s|'t|...) spelled as explicit [sS] classes. They differ only in numbers:
+# Llama 3 splits digit runs into groups of up to three, Qwen2 into single digits.
+_LLAMA3_REGEX = (
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN2_REGEX = (
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def _split_then_bytes(regex: str) -> Callable[[], pre_tokenizers.PreTokenizer]:
+    # As in Llama 3's and Qwen2's HF tokenizer.json: every match is a piece, then bytes → GPT-2 characters.
+    def build() -> pre_tokenizers.PreTokenizer:
+        split = pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False)
+        return pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+    return build
+
+
+@dataclass(frozen=True, slots=True)
+class _BpePre:
+    """What llama.cpp's vocabulary loader sets for a family of `tokenizer.ggml.pre` names (llama-vocab.cpp)."""
+
+    pre_tokenizer: Callable[[], pre_tokenizers.PreTokenizer]
+    ignore_merges: bool = False  # a pre-token that is itself a vocabulary piece is that piece, merges or not
+    add_bos: bool = False  # add_bos when the GGUF has no tokenizer.ggml.add_bos_token
+
+
+_GPT2 = _BpePre(_gpt2_pre_tokenizer)
+_DIGITS_THEN_GPT2 = _BpePre(_digits_then_gpt2_pre_tokenizer)
+_LLAMA3 = _BpePre(_split_then_bytes(_LLAMA3_REGEX), ignore_merges=True, add_bos=True)
+_QWEN2 = _BpePre(_split_then_bytes(_QWEN2_REGEX))
+
+_BPE_PRES: dict[str, _BpePre] = {
+    "default": _GPT2,
+    "gpt2": _GPT2,
+    "smollm": _DIGITS_THEN_GPT2,
+    "starcoder": _DIGITS_THEN_GPT2,
+    "refact": _DIGITS_THEN_GPT2,
+    # the names llama.cpp maps to LLAMA_VOCAB_PRE_TYPE_LLAMA3 ("llama-bpe": Llama 3, 3.1, 3.2)
+    **dict.fromkeys(
+        ("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano"),
+        _LLAMA3,
+    ),
+    # LLAMA_VOCAB_PRE_TYPE_QWEN2 ("qwen2": Qwen2, 2.5, 3) and STABLELM2, which shares its regex
+    **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez", "stablelm2"), _QWEN2),
 }
 
 
@@ -77,20 +122,25 @@ def build_tokenizer(reader: gguf.GGUFReader) -> Tokenizer:
 
 
 def _gpt2_tokenizer(reader: gguf.GGUFReader) -> Tokenizer:
-    pre = _field(reader, "tokenizer.ggml.pre", "default")
-    if pre not in _PRE_TOKENIZERS:
+    name = _field(reader, "tokenizer.ggml.pre", "default")
+    pre = _BPE_PRES.get(name)
+    if pre is None:
         raise UnsupportedTokenizerError(
-            f"pre-tokenizer {pre!r} is not supported (known: {', '.join(sorted(_PRE_TOKENIZERS))})"
+            f"pre-tokenizer {name!r} is not supported (known: {', '.join(sorted(_BPE_PRES))})"
         )
     tokens: list[str] = _required(reader, "tokenizer.ggml.tokens")
     types: list[int] = _field(reader, "tokenizer.ggml.token_type", [_TOKEN_TYPE_NORMAL] * len(tokens))
     # Byte-level tokens never contain a real space (it is "Ġ"), so "a b" splits unambiguously.
     merges = [tuple(m.split(" ", 1)) for m in _required(reader, "tokenizer.ggml.merges")]
 
-    tok = Tokenizer(BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False))
-    tok.pre_tokenizer = _PRE_TOKENIZERS[pre]()
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre.ignore_merges))
+    tok.pre_tokenizer = pre.pre_tokenizer()
     tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    byte_level = processors.ByteLevel(trim_offsets=False)
+    template = _special_template(reader, tokens)
+    # BOS/EOS only where the GGUF asks (Llama 3), as in Llama 3's tokenizer.json: ByteLevel, then the template
+    tok.post_processor = byte_level if template is None else processors.Sequence([byte_level, template])
     tok.add_tokens(_added_tokens(tokens, types))
     return tok
 
@@ -160,9 +210,9 @@ def _added_tokens(tokens: list[str], types: list[int]) -> list[AddedToken]:
 
 
 def _special_template(reader: gguf.GGUFReader, tokens: list[str]) -> processors.TemplateProcessing | None:
-    """BOS/EOS that encode(add_special_tokens=True) adds, as the GGUF asks (SPM: BOS unless it says otherwise)."""
+    """BOS/EOS that encode(add_special_tokens=True) adds, as the GGUF asks (default: `_add_bos_default`, no EOS)."""
     ends: dict[str, tuple[str, int]] = {}
-    for key, default in (("bos", True), ("eos", False)):
+    for key, default in (("bos", _add_bos_default(reader)), ("eos", False)):
         index = _field(reader, f"tokenizer.ggml.{key}_token_id")
         text = _token(tokens, index)
         if text is not None and bool(_field(reader, f"tokenizer.ggml.add_{key}_token", default)):
@@ -178,6 +228,15 @@ def _special_template(reader: gguf.GGUFReader, tokens: list[str]) -> processors.
     return processors.TemplateProcessing(
         single=sequence("$A", 0), pair=f"{sequence('$A', 0)} {sequence('$B', 1)}", special_tokens=list(ends.values())
     )
+
+
+def _add_bos_default(reader: gguf.GGUFReader) -> bool:
+    """llama.cpp's add_bos where the GGUF has no `tokenizer.ggml.add_bos_token`: SPM and the Llama 3 family add
+    BOS, other byte-level BPE vocabularies do not."""
+    if _required(reader, "tokenizer.ggml.model") == "llama":
+        return True
+    pre = _BPE_PRES.get(_field(reader, "tokenizer.ggml.pre", "default"))
+    return pre is not None and pre.add_bos
 
 
 def _token(tokens: list[str], index: int | None) -> str | None:
@@ -203,7 +262,7 @@ def build_tokenizer_config(reader: gguf.GGUFReader, tokenizer: Tokenizer) -> dic
     spm = _required(reader, "tokenizer.ggml.model") == "llama"
     config: dict[str, Any] = {
         "tokenizer_class": _tokenizer_class(arch) if spm else "GPT2Tokenizer",
-        "add_bos_token": bool(_field(reader, "tokenizer.ggml.add_bos_token", spm)),  # llama.cpp: SPM adds BOS
+        "add_bos_token": bool(_field(reader, "tokenizer.ggml.add_bos_token", _add_bos_default(reader))),
         "add_eos_token": bool(_field(reader, "tokenizer.ggml.add_eos_token", False)),
         # LlamaTokenizerFast rebuilds from the (absent) SentencePiece model when add_prefix_space is set
         **({} if spm else {"add_prefix_space": False}),
