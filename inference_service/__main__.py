@@ -22,19 +22,23 @@ if TYPE_CHECKING:
     from inference_service.engine.loader import ServedModel
 
 
-def default_precision(device: str) -> str:
-    """The graph a device runs: fp16 on the CUDA EP (its attention kernels are fp16/bf16 only), else fp32."""
+def default_precision(device: str, gguf: Path | None = None) -> str:
+    """The graph a device runs: on the CUDA EP (its attention kernels are fp16/bf16 only) fp16, or bf16 for
+    architectures whose activations overflow fp16; else fp32."""
     from inference_service.engine.runner import CUDA_EP, select_provider
+    from inference_service.models.convert import cuda_precision
 
-    return "fp16" if select_provider(device) == CUDA_EP else "fp32"
+    return cuda_precision(gguf) if select_provider(device) == CUDA_EP else "fp32"
 
 
-def prepare_model(name: str, progress: bool = True, precision: str = "fp32") -> Path:
-    """Pull and convert the registry model `name` when needed (both steps are cached)."""
+def prepare_model(name: str, progress: bool = True, precision: str | None = None, device: str = "cpu") -> Path:
+    """Pull and convert the registry model `name` when needed (both steps are cached), in `precision` or else in
+    the one `device` runs."""
     from inference_service.models.convert import convert
     from inference_service.models.pull import get_model, pull
 
     gguf = pull(paths.default_gguf_dir(), get_model(name), progress=progress)
+    precision = precision or default_precision(device, gguf)
     return convert(gguf, paths.model_dir(name, precision), progress=progress, precision=precision)
 
 
@@ -88,10 +92,7 @@ def _serve(args: argparse.Namespace) -> None:
     configure_logging(settings.log_format, settings.log_level)
     not_servable: tuple[type[Exception], ...] = (ModelFolderError, ModelNotServableError, *_preparation_errors())
     try:  # a clear message and exit status 1, never "ready"
-        if name is None:
-            folder = Path(settings.model)
-        else:
-            folder = prepare_model(name, precision=default_precision(settings.device))
+        folder = Path(settings.model) if name is None else prepare_model(name, device=settings.device)
         model = _load(settings, folder, settings.model_id or name or folder.name)
     except not_servable as e:
         logging.getLogger("inference_service").error("not serving: %s", e)
@@ -163,9 +164,9 @@ def _convert(args: argparse.Namespace) -> None:
     name = registry_name(args.model)
     if name is None:
         _fail("convert", f"unknown model {args.model!r}; known models: {', '.join(MODELS)} (see `pull --list`)")
-    precision = default_precision("auto") if args.precision == "auto" else args.precision
     try:
         gguf = args.gguf or pull(paths.default_gguf_dir(), get_model(name))
+        precision = default_precision("auto", gguf) if args.precision == "auto" else args.precision
         out = args.out or paths.model_dir(name, precision)
         print(convert(gguf, out, accuracy_level=args.accuracy_level, precision=precision))
     except _preparation_errors() as e:

@@ -159,6 +159,19 @@ def read_weights(reader: gguf.GGUFReader, shape: DecoderShape, progress: bool) -
     return DecoderWeights(embedding, layers, vector("output_norm.weight"), lm_head, optional("rope_freqs.weight"))
 
 
+# Architectures whose activations leave fp16's range: Gemma 3 270M's residual stream reaches 1.0e5 (the float64
+# reference on "The capital of France is"; fp16's largest value is 65,504), and its fp16 graph gives NaN logits.
+FP16_OVERFLOWS = ("gemma3",)
+
+
+def cuda_precision(gguf_path: Path | None) -> str:
+    """The CUDA graph's precision for a GGUF: fp16, or bf16 where the architecture overflows fp16."""
+    if gguf_path is None:
+        return "fp16"
+    arch = gguf.GGUFReader(gguf_path).fields["general.architecture"].contents()
+    return "bf16" if arch in FP16_OVERFLOWS else "fp16"
+
+
 def target_provider(precision: str) -> str:
     """The execution provider a precision is built for: fp32 for the CPU EP, fp16/bf16 for the CUDA EP."""
     return "cpu" if precision == FP32.name else "cuda"
@@ -231,6 +244,8 @@ def convert(
 
     reader = gguf.GGUFReader(gguf_path)
     shape = read_shape(reader)
+    if precision == "fp16" and shape.arch in FP16_OVERFLOWS:
+        raise UnsupportedModelError(f"{shape.arch}'s activations overflow fp16 (NaN logits): use --precision bf16")
     logger.info("converting %s to %s: %s", gguf_path.name, precision, shape)
     weights = read_weights(reader, shape, progress)
     model = build_decoder(shape, weights, accuracy_level, PRECISIONS[precision])

@@ -75,3 +75,24 @@ def test_graph_has_local_and_global_attention(gemma_model_dir: Path) -> None:
         if n.op_type == "GroupQueryAttention"
     ]
     assert windows == [-1 if (i + 1) % 6 == 0 else 512 for i in range(18)]
+
+
+def test_cuda_graph_is_bf16_because_gemma_overflows_fp16(gemma_gguf: Path, tmp_path: Path) -> None:
+    """Gemma 3's residual stream reaches ~1e5 (beyond fp16's 65,504): its CUDA graph is bf16, and fp16 is refused."""
+    import onnx
+
+    from inference_service.models.convert import UnsupportedModelError, convert, cuda_precision
+
+    assert cuda_precision(gemma_gguf) == "bf16"
+    with pytest.raises(UnsupportedModelError, match="overflow fp16"):
+        convert(gemma_gguf, tmp_path / "fp16", progress=False, precision="fp16")
+    folder = convert(gemma_gguf, tmp_path / "bf16", progress=False, precision="bf16")
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.graph.input, *graph.graph.output)}
+    assert types["past_key_values.0.key"] == types["present.17.value"] == onnx.TensorProto.BFLOAT16
+    assert types["logits"] == onnx.TensorProto.FLOAT
+
+
+def test_reference_residual_stream_exceeds_fp16(reference: ReferenceDecoder, tokenizer: Tokenizer) -> None:
+    hidden = reference.hidden(tokenizer.encode(PROMPTS["english"], add_special_tokens=True).ids)
+    assert np.abs(hidden).max() > np.finfo(np.float16).max
