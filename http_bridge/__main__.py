@@ -14,47 +14,17 @@ from http_bridge.keys import KeyFileError, append_key
 from http_bridge.logs import configure_logging
 from http_bridge.routing import RoutesError, load_routes
 from http_bridge.settings import BridgeSettings
+from http_bridge.settings_flags import add_settings_flags, settings_from_args
+
+PROG = "ortserve-bridge"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="ortserve-bridge",
+        prog=PROG,
         description="OpenAI-compatible HTTP bridge to ortserve ('keys create --file PATH' makes an API key)",
     )
-    parser.add_argument(
-        "--inference-target",
-        help="gRPC target of the inference service: host:port, dns:///name:port or ipv4:host:port,host:port,...",
-    )
-    parser.add_argument("--model-routes", help='JSON object of model id → gRPC target, e.g. \'{"a": "h1:50051"}\'')
-    parser.add_argument("--model-routes-file", type=Path, help="JSON file with the model routes object")
-    parser.add_argument("--load-balancing", choices=["round_robin", "pick_first"], help="gRPC balancing policy")
-    parser.add_argument(
-        "--health-check",
-        action=argparse.BooleanOptionalAction,
-        help="gRPC client-side health checking: skip replicas that are not SERVING",
-    )
-    parser.add_argument("--tls", action=argparse.BooleanOptionalAction, help="TLS to the inference service")
-    parser.add_argument("--tls-ca-file", type=Path, help="CA certificates that sign the inference service's cert")
-    parser.add_argument("--tls-cert-file", type=Path, help="client certificate (mutual TLS)")
-    parser.add_argument("--tls-key-file", type=Path, help="client private key (mutual TLS)")
-    parser.add_argument("--tls-server-name", help="name to verify in the service's certificate")
-    parser.add_argument("--ssl-certfile", type=Path, help="HTTPS certificate of the bridge (uvicorn)")
-    parser.add_argument("--ssl-keyfile", type=Path, help="HTTPS private key of the bridge (uvicorn)")
-    parser.add_argument("--host", help="address to listen on")
-    parser.add_argument("--port", type=int, help="port to listen on")
-    parser.add_argument("--api-keys-file", type=Path, help="file of API key hashes (made by 'keys create')")
-    parser.add_argument("--request-timeout-s", type=float, help="deadline of one generation (s)")
-    parser.add_argument("--first-message-timeout-s", type=float, help="streaming: 504 without a first token by then")
-    parser.add_argument("--health-timeout-s", type=float, help="timeout of the readiness probe's health checks")
-    parser.add_argument("--max-body-bytes", type=int, help="413 for request bodies larger than this")
-    parser.add_argument("--max-messages", type=int, help="most messages in one chat request")
-    parser.add_argument("--max-message-chars", type=int, help="most characters in one message or text prompt")
-    parser.add_argument("--max-stop-sequences", type=int, help="most stop strings in one request")
-    parser.add_argument("--max-stop-chars", type=int, help="most characters in one stop string")
-    parser.add_argument("--max-choices", type=int, help="most choices in one request (n × prompts)")
-    parser.add_argument("--cors-allow-origins", help="comma-separated browser origins allowed by CORS (* = any)")
-    parser.add_argument("--log-level", help="CRITICAL, ERROR, WARNING, INFO or DEBUG")
-    parser.add_argument("--log-format", choices=["json", "text"], help="JSON lines (default) or text")
+    add_settings_flags(parser, BridgeSettings)
     return parser.parse_args(argv)
 
 
@@ -68,10 +38,8 @@ def parse_keys_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def load_settings(argv: Sequence[str] | None = None) -> BridgeSettings:
-    """Environment (ORTSERVE_BRIDGE_*) first, then CLI flags that were given."""
-    args = parse_args(argv)
-    overrides = {key: value for key, value in vars(args).items() if value is not None}
-    return BridgeSettings(**overrides)
+    """Environment (ORTSERVE_BRIDGE_*) first, then CLI flags that were given; invalid values exit with status 2."""
+    return settings_from_args(BridgeSettings, parse_args(argv), PROG)
 
 
 def keys_main(argv: Sequence[str]) -> None:

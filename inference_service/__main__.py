@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn, get_args, get_origin
+from typing import TYPE_CHECKING, NoReturn
 
-from pydantic import ValidationError
-from pydantic_settings import BaseSettings
-
+from http_bridge.settings_flags import add_settings_flags, fail, settings_from_args
 from inference_service.engine.prefix_cache import PrefixCacheConfig
 from inference_service.engine.sequence import Sequence
 from inference_service.models import paths
@@ -31,15 +28,17 @@ def default_precision(device: str, gguf: Path | None = None) -> str:
     return cuda_precision(gguf) if select_provider(device) == CUDA_EP else "fp32"
 
 
-def prepare_model(name: str, progress: bool = True, precision: str | None = None, device: str = "cpu") -> Path:
-    """Pull and convert the registry model `name` when needed (both steps are cached), in `precision` or else in
-    the one `device` runs."""
+def prepare_model(
+    name: str, progress: bool = True, precision: str | None = None, device: str = "cpu", cache: Path | None = None
+) -> Path:
+    """Pull and convert the registry model `name` when needed (both steps are cached in `cache`, default
+    paths.cache_dir()), in `precision` or else in the one `device` runs."""
     from inference_service.models.convert import convert
     from inference_service.models.pull import get_model, pull
 
-    gguf = pull(paths.default_gguf_dir(), get_model(name), progress=progress)
+    gguf = pull(paths.default_gguf_dir(cache), get_model(name), progress=progress)
     precision = precision or default_precision(device, gguf)
-    return convert(gguf, paths.model_dir(name, precision), progress=progress, precision=precision)
+    return convert(gguf, paths.model_dir(name, precision, cache), progress=progress, precision=precision)
 
 
 def default_model_dir(progress: bool = True, precision: str = "fp32") -> Path:
@@ -60,8 +59,7 @@ def registry_name(model: str) -> str | None:
 
 def _fail(command: str, message: str) -> NoReturn:
     """A clear message and exit status 2, as argparse gives for a bad flag."""
-    sys.stderr.write(f"python -m inference_service {command}: error: {message}\n")
-    raise SystemExit(2)
+    fail(f"python -m inference_service {command}", message)
 
 
 def _preparation_errors() -> tuple[type[Exception], ...]:
@@ -80,19 +78,15 @@ def _serve(args: argparse.Namespace) -> None:
     from inference_service.models.pull import MODELS
     from inference_service.server.app import serve
 
-    overrides = {k: v for k, v in vars(args).items() if k in ServiceSettings.model_fields and v is not None}
-    try:
-        settings = ServiceSettings(**overrides)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        _fail("serve", f"invalid settings: {problems}")
+    settings = settings_from_args(ServiceSettings, args, "python -m inference_service serve")
     name = registry_name(settings.model)  # a registry name wins over a folder of the same name (use ./NAME)
     if name is None and not Path(settings.model).is_dir():
         _fail("serve", f"--model {settings.model!r}: not a folder, nor 'default' or a model name ({', '.join(MODELS)})")
     configure_logging(settings.log_format, settings.log_level)
     not_servable: tuple[type[Exception], ...] = (ModelFolderError, ModelNotServableError, *_preparation_errors())
     try:  # a clear message and exit status 1, never "ready"
-        folder = Path(settings.model) if name is None else prepare_model(name, device=settings.device)
+        cache = settings.cache_dir
+        folder = Path(settings.model) if name is None else prepare_model(name, device=settings.device, cache=cache)
         model = _load(settings, folder, settings.model_id or name or folder.name)
     except not_servable as e:
         logging.getLogger("inference_service").error("not serving: %s", e)
@@ -120,7 +114,7 @@ def _load(settings: ServiceSettings, folder: Path, model_id: str) -> ServedModel
             kv_cache_mib=settings.kv_cache_mib,
             dense_min_rows=settings.dense_min_rows,
             screen_head=settings.screen_head,
-            cache_dir=paths.cache_dir() / "dense",
+            cache_dir=settings.cache_dir / "dense",
         ),
         SchedulerConfig(
             max_batched_tokens=settings.max_batched_tokens,
@@ -172,21 +166,6 @@ def _convert(args: argparse.Namespace) -> None:
     except _preparation_errors() as e:
         logging.getLogger("inference_service").error("convert failed: %s", e)
         raise SystemExit(1) from None
-
-
-def add_settings_flags(parser: argparse.ArgumentParser, settings: type[BaseSettings]) -> None:
-    """One --flag per settings field (env vars stay the defaults; flags given win)."""
-    for name, field in settings.model_fields.items():
-        kind = field.annotation
-        choices = get_args(kind) if get_origin(kind) is Literal else None
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=None,
-            choices=choices,
-            type=int if kind is int else float if kind is float else str,
-            help=f"{field.description or name} (default: {field.default})",
-        )
 
 
 def main(argv: list[str] | None = None) -> None:

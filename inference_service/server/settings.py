@@ -8,6 +8,8 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from inference_service.models.paths import CACHE_DIR_HELP, CacheDir, default_cache_dir
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORTSERVE_", extra="ignore")
@@ -25,6 +27,7 @@ class ServiceSettings(BaseSettings):
         description="Jinja chat template file that replaces the model's (as in transformers' chat_template.jinja); "
         "a base model without one answers chat requests with 400",
     )
+    cache_dir: CacheDir = Field(default_factory=default_cache_dir, description=CACHE_DIR_HELP)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     device_id: int = 0
     threads: int = Field(0, ge=0, description="ORT intra-op threads; 0 = one per core")
