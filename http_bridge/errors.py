@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from google.rpc import error_details_pb2, status_pb2
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from http_bridge.schemas import ErrorBody, ErrorResponse
+from http_bridge.schemas.errors import ErrorBody, ErrorResponse
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from http_bridge.completion_schemas import CompletionRequest
 from http_bridge.errors import BridgeError
-from http_bridge.schemas import ChatCompletionRequest, SamplingRequest
+from http_bridge.schemas.chat import ChatCompletionRequest
+from http_bridge.schemas.common import SamplingRequest
+from http_bridge.schemas.completions import CompletionRequest
 from http_bridge.settings import BridgeSettings
 
 

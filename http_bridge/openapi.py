@@ -9,8 +9,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from http_bridge.completion_schemas import TextCompletion
-from http_bridge.schemas import ChatCompletionChunk, ErrorResponse
+from http_bridge.schemas.chat import ChatCompletionChunk
+from http_bridge.schemas.completions import TextCompletion
+from http_bridge.schemas.errors import ErrorResponse
 
 REF = "#/components/schemas/{model}"
 # path → the object carried by each `data:` event when the request has stream: true

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterable
 from typing import Any
 
 import anyio
@@ -12,6 +13,8 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 DONE = b"data: [DONE]\n\n"
+# A live stream must be neither cached nor buffered by a proxy (nginx honours X-Accel-Buffering).
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def event(payload: BaseModel | dict[str, Any]) -> bytes:
@@ -24,13 +27,16 @@ def event(payload: BaseModel | dict[str, Any]) -> bytes:
 
 
 class EventStreamResponse(StreamingResponse):
-    """A StreamingResponse that stops as soon as the client disconnects, whatever the ASGI spec version.
+    """An SSE response (with HEADERS) that stops as soon as the client disconnects, whatever the ASGI spec version.
 
     Starlette only watches `http.disconnect` for ASGI < 2.4; a stream stuck waiting for the next token would
     otherwise keep the generation running. Closing the body iterator cancels the upstream gRPC call.
     """
 
     media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterable[bytes]) -> None:
+        super().__init__(content, headers=HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

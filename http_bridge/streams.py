@@ -6,18 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 
 from http_bridge import sse
 from http_bridge.errors import UpstreamProtocolError, UpstreamTimeoutError, error_event
+from http_bridge.translate.common import Indexed
 from inference_service.api.v1 import generation_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
 Stream = AsyncGenerator[pb.GenerateResponse, None]
-Indexed = tuple[int, pb.GenerateResponse]
 T = TypeVar("T")
 
 
@@ -42,8 +42,23 @@ async def first_messages(streams: list[Stream], timeout_s: float) -> list[pb.Gen
         raise
 
 
-async def merge(streams: list[Stream], firsts: Sequence[pb.GenerateResponse] = ()) -> AsyncGenerator[Indexed, None]:
+def merge(streams: list[Stream], firsts: Sequence[pb.GenerateResponse] = ()) -> AsyncGenerator[Indexed, None]:
     """(stream index, response) pairs in arrival order, after `firsts` (already read from streams[i])."""
+    return _merge_one(streams[0], firsts) if len(streams) == 1 else _merge_many(streams, firsts)
+
+
+async def _merge_one(stream: Stream, firsts: Sequence[pb.GenerateResponse]) -> AsyncGenerator[Indexed, None]:
+    # One stream (every chat request) is read in place: no pump task, no queue hop per token.
+    try:
+        for first in firsts:
+            yield 0, first
+        async for response in stream:
+            yield 0, response
+    finally:
+        await stream.aclose()
+
+
+async def _merge_many(streams: list[Stream], firsts: Sequence[pb.GenerateResponse]) -> AsyncGenerator[Indexed, None]:
     queue: asyncio.Queue[tuple[int, pb.GenerateResponse | BaseException | None]] = asyncio.Queue()
 
     async def pump(i: int, stream: Stream) -> None:
@@ -102,10 +117,13 @@ async def read_all_unless_disconnected(stream: AsyncGenerator[T, None], request:
         await asyncio.gather(reader, watcher, return_exceptions=True)
 
 
-async def sse_body(events: AsyncGenerator[bytes, None], upstream: AsyncGenerator[T, None]) -> AsyncIterator[bytes]:
+async def sse_body(
+    events: AsyncGenerator[bytes, None], upstreams: Sequence[AsyncGenerator[Any, None]]
+) -> AsyncIterator[bytes]:
     """The events, then `data: [DONE]`. After the 200 went out an error travels in-band as one error event.
 
-    Closing this generator (the client left) closes `upstream`, which cancels its gRPC call(s).
+    Closing this generator (the client left) closes `upstreams` in order, which cancels the gRPC call(s): name the
+    merge first and then its calls, which a merge that never started would leave open.
     """
     try:
         async for item in events:
@@ -115,5 +133,6 @@ async def sse_body(events: AsyncGenerator[bytes, None], upstream: AsyncGenerator
         yield sse.event(error_event(exc))
     finally:
         await events.aclose()
-        await upstream.aclose()
+        for upstream in upstreams:
+            await upstream.aclose()
     yield sse.DONE

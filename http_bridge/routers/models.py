@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from http_bridge.deps import ClientDep, require_api_key
-from http_bridge.schemas import Model, ModelList
+from http_bridge.schemas.models import Model, ModelList
 
 router = APIRouter(dependencies=[Depends(require_api_key)], tags=["models"])
 

@@ -171,3 +171,15 @@ async def test_unexpected_exception_before_stream_is_500_openai_shape(
     assert response.headers["x-request-id"] == "abc"
     fake.script = hello()
     assert (await http.post("/v1/chat/completions", json=BODY)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/v1/chat/completions", BODY), ("/v1/completions", {"model": BODY["model"], "prompt": "Say hello"})],
+)
+async def test_streams_are_neither_cached_nor_buffered(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> None:
+    response = await http.post(path, json={**body, "stream": True})
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"

@@ -8,8 +8,8 @@ import grpc
 import httpx
 import pytest
 
-from http_bridge import completion_translate
-from http_bridge.completion_schemas import CompletionRequest
+from http_bridge.schemas.completions import CompletionRequest
+from http_bridge.translate import completions
 from inference_service.api.v1 import generation_pb2 as pb
 from tests.http_bridge.fakes import FakeClient, complete, hello, rpc_error, sse_payloads, text
 
@@ -112,7 +112,7 @@ async def test_legacy_logprobs(http: httpx.AsyncClient, fake: FakeClient) -> Non
 
 async def test_logprobs_zero_asks_for_sampled_token_only() -> None:
     body = CompletionRequest.model_validate({**GOOD, "logprobs": 0})
-    (request,) = completion_translate.to_generate_requests(body, "r")
+    (request,) = completions.to_generate_requests(body, "r")
     assert request.output.logprobs and request.output.top_logprobs == 0
 
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 from http_bridge import sse
-from http_bridge.schemas import ErrorBody, ErrorResponse
+from http_bridge.schemas.errors import ErrorBody, ErrorResponse
 
 
 def test_event_framing_of_model_and_dict() -> None:
@@ -16,3 +17,13 @@ def test_event_framing_of_model_and_dict() -> None:
 
 def test_done_frame() -> None:
     assert sse.DONE == b"data: [DONE]\n\n"
+
+
+def test_event_stream_response_carries_the_sse_headers() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield sse.DONE
+
+    response = sse.EventStreamResponse(body())
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"  # nginx must not buffer a live stream

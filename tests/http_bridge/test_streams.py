@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 
 import grpc
 import pytest
@@ -55,3 +56,19 @@ async def test_first_messages_failure_closes_all() -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         await streams.first_messages(calls, timeout_s=5)
     assert ok.closed == ["closed"]
+
+
+async def test_sse_body_closes_the_calls_of_a_merge_that_never_started() -> None:
+    fake = FakeClient(script=[text(0, "x")], block_after_script=True)
+    call = fake.generate(None, "r", None)  # type: ignore[arg-type]
+    merged = streams.merge([call], [await streams.first_message(call, timeout_s=5)])
+
+    async def events() -> AsyncGenerator[bytes, None]:
+        yield b"opening"  # e.g. chat's role chunks, sent before the merge is read
+        async for _ in merged:
+            yield b"x"
+
+    body = streams.sse_body(events(), [merged, call])
+    assert await anext(body) == b"opening"
+    await body.aclose()  # the client left
+    assert fake.closed == ["closed"]

@@ -6,17 +6,19 @@ from typing import Any
 
 import pytest
 
-from http_bridge import translate
-from http_bridge.schemas import ChatCompletionRequest
+from http_bridge.schemas.chat import ChatCompletionRequest
+from http_bridge.schemas.common import SamplingRequest
+from http_bridge.schemas.completions import CompletionRequest
+from http_bridge.translate import chat, common, completions
 from inference_service.api.v1 import generation_pb2 as pb
 from tests.http_bridge.fakes import complete, text
 
 BASE: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-META = translate.CompletionMeta(id="chatcmpl-x", created=1, model="m", system_fingerprint="fp_x")
+META = common.CompletionMeta(id="chatcmpl-x", created=1, model="m", system_fingerprint="fp_x")
 
 
 def build(**fields: Any) -> pb.GenerateRequest:
-    return translate.to_generate_request(ChatCompletionRequest.model_validate({**BASE, **fields}), "rid")
+    return chat.to_generate_request(ChatCompletionRequest.model_validate({**BASE, **fields}), "rid")
 
 
 def test_minimal_request_leaves_optionals_absent() -> None:
@@ -70,6 +72,36 @@ def test_field_maps_to_proto(field: str, value: Any, path: str, expected: Any) -
         assert node.HasField(leaf)
 
 
+# One value for every field both endpoints take (schemas/common.py) that reaches the GenerateRequest.
+SHARED: dict[str, Any] = {
+    "n": 2,
+    "stop": ["x"],
+    "temperature": 0.5,
+    "top_p": 0.9,
+    "frequency_penalty": 1,
+    "presence_penalty": -1,
+    "seed": 7,
+    "logit_bias": {"5": 1},
+    "top_k": 40,
+    "min_p": 0.1,
+    "repetition_penalty": 1.2,
+    "ignore_eos": True,
+}
+
+
+def test_shared_fields_translate_the_same_for_chat_and_text() -> None:
+    # A new shared field must be added to SHARED, so this proves both endpoints map it (translate/common.py).
+    assert set(SamplingRequest.model_fields) - {"model", "stream", "stream_options", "user"} == set(SHARED)
+    from_chat = build(**SHARED)
+    body = CompletionRequest.model_validate({"model": "m", "prompt": "hi", **SHARED})
+    (from_text,) = completions.to_generate_requests(body, "rid")
+    assert from_chat.sampling == from_text.sampling
+    assert len(from_chat.sampling.ListFields()) == 9  # every sampling field above was set
+    assert (list(from_chat.stopping.stop), from_chat.stopping.ignore_eos) == (["x"], True)
+    assert (list(from_text.stopping.stop), from_text.stopping.ignore_eos) == (["x"], True)
+    assert (from_chat.n, from_chat.model, from_chat.request_id) == (from_text.n, from_text.model, from_text.request_id)
+
+
 def test_max_completion_tokens_wins_over_max_tokens() -> None:
     assert build(max_tokens=5, max_completion_tokens=8).stopping.max_tokens == 8
 
@@ -118,7 +150,7 @@ def test_messages_roles_names_and_text_parts() -> None:
     ],
 )
 def test_finish_reason(reason: int, expected: str) -> None:
-    assert translate.finish_reason(reason) == expected
+    assert common.finish_reason(reason) == expected
 
 
 def _logprob() -> pb.TokenLogprob:
@@ -130,7 +162,7 @@ def _logprob() -> pb.TokenLogprob:
 
 
 def test_logprobs_shape() -> None:
-    [item] = translate.to_logprobs([_logprob()])
+    [item] = chat.to_logprobs([_logprob()])
     dumped = item.model_dump()
     assert dumped["token"] == "Hi"
     assert dumped["logprob"] == pytest.approx(-0.1)
@@ -141,16 +173,16 @@ def test_logprobs_shape() -> None:
 
 
 def test_stream_chunks_and_usage() -> None:
-    usage = translate.UsageTotals()
-    role = translate.role_chunks(META, 2)
+    translator = common.StreamTranslator(chat.ChatBuilder(META), n=2, usage=common.UsageTotals.for_prompts(1))
+    role = translator.opening()
     assert [c.model_dump()["choices"][0]["delta"] for c in role] == [{"role": "assistant", "content": ""}] * 2
-    content = translate.to_chunk(META, text(1, "x"), usage)
+    content = translator.chunk(0, text(1, "x"))
     assert content is not None
     assert content.model_dump()["choices"] == [
         {"index": 1, "delta": {"content": "x"}, "logprobs": None, "finish_reason": None}
     ]
-    assert translate.to_chunk(META, text(0, ""), usage) is None  # held-back empty chunk
-    final = translate.to_chunk(META, complete(0, pb.FINISH_REASON_MAX_TOKENS, prompt=7, completion=3), usage)
+    assert translator.chunk(0, text(0, "")) is None  # held-back empty chunk
+    final = translator.chunk(0, complete(0, pb.FINISH_REASON_MAX_TOKENS, prompt=7, completion=3))
     assert final is not None
     assert final.model_dump()["choices"][0] == {
         "index": 0,
@@ -158,14 +190,14 @@ def test_stream_chunks_and_usage() -> None:
         "logprobs": None,
         "finish_reason": "length",
     }
-    translate.to_chunk(META, complete(1, prompt=7, completion=4), usage)
-    last = translate.usage_chunk(META, usage).model_dump()
+    translator.chunk(0, complete(1, prompt=7, completion=4))
+    last = translator.usage_chunk().model_dump()
     assert last["choices"] == []
     assert last["usage"] == {"prompt_tokens": 7, "completion_tokens": 7, "total_tokens": 14}
 
 
 def test_non_stream_accumulates_n_choices_with_logprobs() -> None:
-    meta = translate.CompletionMeta(id="c", created=1, model="m", system_fingerprint="fp", logprobs=True)
+    meta = common.CompletionMeta(id="c", created=1, model="m", system_fingerprint="fp", logprobs=True)
     responses = [
         text(0, "He", [_logprob()]),
         text(1, "Yo"),
@@ -173,7 +205,7 @@ def test_non_stream_accumulates_n_choices_with_logprobs() -> None:
         complete(1, pb.FINISH_REASON_MAX_TOKENS, prompt=4, completion=1),
         complete(0, prompt=4, completion=2),
     ]
-    result = translate.to_completion(meta, responses, 2).model_dump()
+    result = common.accumulate(chat.ChatBuilder(meta), [(0, r) for r in responses], prompts=1, n=2).model_dump()
     assert result["object"] == "chat.completion"
     assert [c["message"] for c in result["choices"]] == [
         {"role": "assistant", "content": "Hello"},
@@ -186,5 +218,5 @@ def test_non_stream_accumulates_n_choices_with_logprobs() -> None:
 
 
 def test_non_stream_without_logprobs_has_null_logprobs() -> None:
-    result = translate.to_completion(META, [text(0, "a"), complete(0)], 1).model_dump()
+    result = common.accumulate(chat.ChatBuilder(META), [(0, text(0, "a")), (0, complete(0))], 1, 1).model_dump()
     assert result["choices"][0]["logprobs"] is None

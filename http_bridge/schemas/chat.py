@@ -1,8 +1,9 @@
-"""Pydantic models of the OpenAI chat-completions subset the bridge serves (request, responses, errors)."""
+"""Pydantic models of OpenAI's chat completions (`/v1/chat/completions`): the request beyond the shared fields,
+the chat.completion object and its stream chunks."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -10,18 +11,13 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
-UINT32_MAX = 2**32 - 1
-# `stop` is normalised to a list; the published schema shows what clients may send.
-STOP_SCHEMA = {
-    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}, {"type": "null"}],
-    "default": None,
-}
+from http_bridge.schemas.common import UINT32_MAX, SamplingRequest, Usage
+
 # Known OpenAI features not implemented here: present (and not a no-op value) → 400 naming the param.
 UNSUPPORTED_PARAMS = ("tools", "tool_choice", "functions", "function_call", "audio", "prediction", "web_search_options")
 
@@ -64,53 +60,6 @@ class ChatMessageIn(BaseModel):
         if self.content is None or isinstance(self.content, str):
             return self.content or ""
         return "".join(part.text for part in self.content)
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    include_usage: bool = False
-
-
-class SamplingRequest(BaseModel):
-    """Fields shared by chat and text completions: model, n, stop, streaming, sampling, vLLM extras."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str
-    n: int = Field(default=1, ge=1, le=128)
-    # Count and length are bounded by settings (http_bridge/limits.py: max_stop_sequences, max_stop_chars).
-    stop: Annotated[list[str] | None, WithJsonSchema(STOP_SCHEMA)] = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
-    logit_bias: dict[Annotated[int, Field(ge=0, le=UINT32_MAX)], Annotated[float, Field(ge=-100, le=100)]] | None = None
-    user: str | None = None
-    # vLLM extras.
-    top_k: int | None = Field(default=None, ge=-1, le=UINT32_MAX)
-    min_p: float | None = Field(default=None, ge=0, le=1)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=10)
-    ignore_eos: bool = False
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _stop_as_list(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("stream_options")
-    @classmethod
-    def _stream_options_need_stream(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
-        if value is not None and not info.data.get("stream"):
-            raise PydanticCustomError("invalid_value", "stream_options is only allowed when stream is true")
-        return value
-
-    @property
-    def include_usage(self) -> bool:
-        return self.stream_options is not None and self.stream_options.include_usage
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -160,12 +109,6 @@ class ChatCompletionRequest(SamplingRequest):
         if value is not None and value != ["text"]:
             raise PydanticCustomError("unsupported_value", "only modalities ['text'] is supported")
         return value
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
 
 
 class TopLogprob(BaseModel):
@@ -229,26 +172,3 @@ class ChatCompletionChunk(BaseModel):
     system_fingerprint: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
-
-
-class Model(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "ortserve"
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Model]
-
-
-class ErrorBody(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody

@@ -1,4 +1,5 @@
-"""Pydantic models of OpenAI's legacy text completions (`/v1/completions`), sharing the sampling fields of chat."""
+"""Pydantic models of OpenAI's legacy text completions (`/v1/completions`): the request beyond the shared fields
+and the text_completion object (also each stream chunk)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from http_bridge.schemas import UINT32_MAX, SamplingRequest, Usage
+from http_bridge.schemas.common import UINT32_MAX, SamplingRequest, Usage
 
 MAX_PROMPTS = 128
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for text completions
