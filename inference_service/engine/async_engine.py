@@ -11,9 +11,8 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from inference_service.engine.core import EngineCore
 from inference_service.engine.errors import (
@@ -24,7 +23,7 @@ from inference_service.engine.errors import (
     QueueFullError,
 )
 from inference_service.engine.tokenizer import Tokenizer
-from inference_service.engine.types import ChatMessage, ChoiceOutput, GenerationRequest, ServerLoad
+from inference_service.engine.types import ChatMessage, ChoiceOutput, GenerationParams, GenerationRequest, ServerLoad
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +55,13 @@ class PromptInput:
     text: str | None = None
     token_ids: tuple[int, ...] | None = None
 
+    @property
+    def param(self) -> str:
+        """The request field the prompt came in, for errors."""
+        if self.token_ids is not None:
+            return "token_ids"
+        return "messages" if self.messages is not None else "prompt"
+
 
 class AsyncEngine:
     def __init__(self, core: EngineCore, tokenizer: Tokenizer, context_length: int) -> None:
@@ -66,8 +72,7 @@ class AsyncEngine:
         self._streams: dict[str, asyncio.Queue[list[ChoiceOutput] | BaseException]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._load = core.load()
-        self.last_step_time = time.monotonic()
+        self._load = core.load()  # replaced, never mutated, by the engine thread
         self.loop_error: BaseException | None = None
         self.accepting = True  # False while draining: new requests get UNAVAILABLE
         # every KV slot busy plus max_waiting queued; beyond that RESOURCE_EXHAUSTED at once
@@ -94,30 +99,31 @@ class AsyncEngine:
 
     # requests ------------------------------------------------------------------------------------------
     def render(self, prompt: PromptInput) -> tuple[str, list[int]]:
-        """Chat template + tokenization, exactly as generate() does it."""
+        """Chat template + tokenization, exactly as generate() does it. The one check that a prompt is not empty."""
         if prompt.token_ids is not None:
             ids = list(prompt.token_ids)
             bad = [t for t in ids if t >= self.tokenizer.vocab_size]
             if bad:
                 raise InvalidRequestError(f"token id {bad[0]} is outside the vocabulary", param="token_ids")
-            return self.tokenizer.decode(ids, skip_special_tokens=False), ids
-        if prompt.messages is not None:
-            if not prompt.messages:
-                raise InvalidRequestError("messages must not be empty", param="messages")
+            text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        elif prompt.messages:
             text = self.tokenizer.apply_chat_template(prompt.messages, prompt.add_generation_prompt)
-            return text, self.tokenizer.encode(text)  # the template writes its own <bos>
-        # a plain prompt gets what the tokenizer adds (e.g. <bos> where the GGUF says add_bos_token), as in
-        # llama.cpp and vLLM
-        text = prompt.text or ""
-        return text, self.tokenizer.encode(text, add_special_tokens=True)
+            ids = self.tokenizer.encode(text)  # the template writes its own <bos>
+        elif prompt.text:
+            # a plain prompt gets what the tokenizer adds (e.g. <bos> where the GGUF says add_bos_token), as in
+            # llama.cpp and vLLM
+            text, ids = prompt.text, self.tokenizer.encode(prompt.text, add_special_tokens=True)
+        else:  # no messages or an empty text: nothing to render, not even <bos>
+            text, ids = "", []
+        if not ids:
+            raise InvalidRequestError(f"{prompt.param} must not be empty", param=prompt.param)
+        return text, ids
 
     def _validate(self, request: GenerationRequest) -> None:
         outside = [t for t in request.sampling.logit_bias if not 0 <= t < self.tokenizer.vocab_size]
         if outside:
             raise InvalidRequestError(f"logit_bias token id {outside[0]} is outside the vocabulary", param="logit_bias")
         n_prompt = len(request.prompt_token_ids)
-        if n_prompt == 0:
-            raise InvalidRequestError("the prompt is empty", param="messages")
         max_tokens = request.stopping.max_tokens
         needed = n_prompt + (max_tokens or 1)
         if needed > self.context_length:
@@ -127,17 +133,22 @@ class AsyncEngine:
                 "Please reduce the length of the messages or completion."
             )
 
-    async def generate(self, prompt: PromptInput, template: GenerationRequest) -> AsyncIterator[ChoiceOutput]:
-        """Stream the outputs of one request; `template` carries everything but the prompt ids."""
+    async def generate(
+        self, prompt: PromptInput, params: GenerationParams, request_id: str
+    ) -> AsyncIterator[ChoiceOutput]:
+        """Stream the outputs of one request (the caller names it: its id is on every log line)."""
         if not self.is_alive:
             raise EngineUnavailableError("the engine is not running")
         if not self.accepting:
             raise EngineUnavailableError("the server is shutting down; retry on another replica")
         _, ids = self.render(prompt)
-        request = replace(
-            template,
-            prompt_token_ids=ids,
-            request_id=template.request_id or uuid.uuid4().hex,
+        request = GenerationRequest(
+            request_id,
+            ids,
+            params.sampling,
+            params.stopping,
+            params.output,
+            params.n,
             arrival_time=time.monotonic(),
         )
         self._validate(request)
@@ -171,30 +182,34 @@ class AsyncEngine:
         return found
 
     def load(self) -> ServerLoad:
+        """The engine thread's latest snapshot: the only view of the engine other threads get."""
         return self._load
 
     # engine thread -------------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            while True:
-                block = not self.core.has_work
-                try:
-                    while True:
-                        command = self._inbox.get(block=block, timeout=1.0 if block else None)
-                        block = False
-                        if isinstance(command, _Stop):
-                            return
-                        self._apply(command)
-                except queue.Empty:
-                    pass
-                self.last_step_time = time.monotonic()
+            while self._take_commands():
+                self._load = self.core.load()  # before the step too: a step that hangs is timed from here
                 if self.core.has_work:
                     self._step()
-                self._load = self.core.load()
+                    self._load = self.core.load()
         except BaseException as e:  # the loop itself broke: report unready, fail everyone
             logger.exception("engine loop died")
             self.loop_error = e
             self._post_error(list(self._streams), EngineUnavailableError("the engine loop stopped"))
+
+    def _take_commands(self) -> bool:
+        """Apply what the front sent, waiting up to a second when there is nothing to step; False = stop."""
+        block = not self.core.has_work
+        try:
+            while True:
+                command = self._inbox.get(block=block, timeout=1.0 if block else None)
+                block = False
+                if isinstance(command, _Stop):
+                    return False
+                self._apply(command)
+        except queue.Empty:
+            return True
 
     def _apply(self, command: _Command) -> None:
         if isinstance(command, _Add):

@@ -6,6 +6,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -16,7 +17,13 @@ from inference_service.engine.kv_cache import KVCache
 from inference_service.engine.lm_head import Row, ScreenedRows, resolve
 from inference_service.engine.prefix_cache import PrefixCache, PrefixCacheConfig
 from inference_service.engine.sampler import SampleRequest, SampleResult, sample
-from inference_service.engine.scheduler import PrefillChunk, Scheduler, SchedulerConfig, group_prefill
+from inference_service.engine.scheduler import (
+    PrefillChunk,
+    ScheduleOutput,
+    Scheduler,
+    SchedulerConfig,
+    group_prefill,
+)
 from inference_service.engine.sequence import Sequence, SequenceStatus
 from inference_service.engine.tokenizer import Tokenizer
 from inference_service.engine.types import (
@@ -140,6 +147,7 @@ class EngineCore:
             raise EngineInternalError(f"warm-up generation did not finish in {max_steps} steps")
 
     def load(self) -> ServerLoad:
+        """A snapshot for other threads: the async front publishes it, they never read the core's fields."""
         running = self.scheduler.running.values()
         kv = self.runner.kv
         return ServerLoad(
@@ -148,10 +156,70 @@ class EngineCore:
             kv_tokens_used=sum(s.num_cached for s in running),
             kv_tokens_total=kv.budget_tokens,
             max_running_sequences=kv.layout.num_slots,
+            prefix_cache_hit_tokens=self.prefix_cache.hit_tokens,
+            preemptions=self.scheduler.num_preemptions,
+            has_work=self.has_work,
+            published_at=time.monotonic(),
         )
 
-    def _prefill(self, group: list[PrefillChunk], ready: list[tuple[Sequence, Row]]) -> None:
-        """One forward pass over the group's consecutive slots, rows right-padded to the longest chunk."""
+    def take_failures(self) -> list[tuple[str, EngineError]]:
+        """Requests that failed since the last call (already removed from the engine)."""
+        failures, self._failures = self._failures, []
+        return failures
+
+    def _fail(self, request_id: str, error: EngineError) -> None:
+        self.abort_request(request_id)
+        self._failures.append((request_id, error))
+
+    def step(self) -> list[ChoiceOutput]:
+        """Expire, schedule, run the decode pass and the prefill chunks, sample, postprocess."""
+        self._expire_waiting()
+        plan = self._schedule()
+        ready: list[tuple[Sequence, Row]] = []  # sequences whose pending tokens all ran → sample
+        if plan.decode_span:
+            self._decode(plan.decode_span, ready)
+        for group in group_prefill(plan.prefill):
+            self._prefill(group, ready)
+        if not ready:
+            return []
+        return self._postprocess([seq for seq, _ in ready], self._sample(ready))
+
+    def _expire_waiting(self) -> None:
+        for seq in self.scheduler.expire_waiting(time.monotonic()):
+            limit = self.scheduler.config.max_queue_wait_s
+            self._fail(seq.request.request_id, QueueTimeoutError(f"no capacity within {limit:g} s; retry later"))
+
+    def _schedule(self) -> ScheduleOutput:
+        self._stepping = [s.request.request_id for s in self.scheduler.running.values()]  # until the plan is known
+        plan = self.scheduler.schedule()
+        in_step = [seq for _, seq in self._decode_rows(plan.decode_span)] + [chunk.seq for chunk in plan.prefill]
+        self._stepping = list(dict.fromkeys(seq.request.request_id for seq in in_step))
+        return plan
+
+    def _decode_rows(self, span: int) -> list[tuple[int, Sequence]]:
+        return [(slot, seq) for slot, seq in self.scheduler.running.items() if slot < span]
+
+    def _prepare_decode(self, span: int, rows: list[tuple[int, Sequence]]) -> tuple[np.ndarray, np.ndarray]:
+        """ids [span, 1]: each row's next pending token; free slots get a dummy token at position 0."""
+        ids = np.full((span, 1), self.pad_token_id, np.int64)
+        lengths = np.ones(span, np.int64)
+        for slot, seq in rows:
+            ids[slot, 0] = seq.token_ids[seq.num_cached]
+            lengths[slot] = seq.num_cached + 1
+        return ids, lengths
+
+    def _decode(self, span: int, ready: list[tuple[Sequence, Row]]) -> None:
+        """One forward pass over slots [0, span), one token per sequence."""
+        rows = self._decode_rows(span)
+        ids, lengths = self._prepare_decode(span, rows)
+        logits = self.runner.forward(ids, lengths, 0)  # [span, V]
+        for slot, seq in rows:
+            seq.num_cached += 1
+            if seq.num_pending == 0:
+                self._ready_to_sample(seq, logits[slot], ready)
+
+    def _prepare_prefill(self, group: list[PrefillChunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ids [group, longest chunk], right-padded; lengths: cached + chunk; last: each row's last real column."""
         width = max(c.num_tokens for c in group)
         ids = np.full((len(group), width), self.pad_token_id, np.int64)
         lengths = np.empty(len(group), np.int64)
@@ -162,8 +230,13 @@ class EngineCore:
             ids[row, : chunk.num_tokens] = seq.token_ids[start : start + chunk.num_tokens]
             lengths[row] = start + chunk.num_tokens
             last[row] = chunk.num_tokens - 1
+        return ids, lengths, last
+
+    def _prefill(self, group: list[PrefillChunk], ready: list[tuple[Sequence, Row]]) -> None:
+        """One forward pass over the group's consecutive slots."""
         first_slot = group[0].seq.slot
         assert first_slot is not None
+        ids, lengths, last = self._prepare_prefill(group)
         logits = self.runner.forward(ids, lengths, first_slot, last)
         for row, chunk in enumerate(group):
             chunk.seq.num_cached += chunk.num_tokens
@@ -180,53 +253,10 @@ class EngineCore:
             self.prefix_cache.store(seq.token_ids, seq.slot)
         ready.append((seq, logits))
 
-    def take_failures(self) -> list[tuple[str, EngineError]]:
-        """Requests that failed since the last call (already removed from the engine)."""
-        failures, self._failures = self._failures, []
-        return failures
-
-    def _fail(self, request_id: str, error: EngineError) -> None:
-        self.abort_request(request_id)
-        self._failures.append((request_id, error))
-
-    def step(self) -> list[ChoiceOutput]:
-        for seq in self.scheduler.expire_waiting(time.monotonic()):
-            limit = self.scheduler.config.max_queue_wait_s
-            self._fail(seq.request.request_id, QueueTimeoutError(f"no capacity within {limit:g} s; retry later"))
-        self._stepping = [s.request.request_id for s in self.scheduler.running.values()]  # until the plan is known
-        plan = self.scheduler.schedule()
-        running = [(slot, seq) for slot, seq in self.scheduler.running.items() if slot < plan.decode_span]
-        in_step = [seq for _, seq in running] + [chunk.seq for chunk in plan.prefill]
-        self._stepping = list(dict.fromkeys(seq.request.request_id for seq in in_step))
-        ready: list[tuple[Sequence, Row]] = []  # sequences whose pending tokens all ran → sample
-        if plan.decode_span:
-            ids = np.full((plan.decode_span, 1), self.pad_token_id, np.int64)
-            lengths = np.ones(plan.decode_span, np.int64)  # free slots: a dummy token at position 0
-            for slot, seq in running:
-                ids[slot, 0] = seq.token_ids[seq.num_cached]
-                lengths[slot] = seq.num_cached + 1
-            logits = self.runner.forward(ids, lengths, 0)  # [span, V]
-            for slot, seq in running:
-                seq.num_cached += 1
-                if seq.num_pending == 0:
-                    self._ready_to_sample(seq, logits[slot], ready)
-        for group in group_prefill(plan.prefill):
-            self._prefill(group, ready)
-        if not ready:
-            return []
-        seqs = [seq for seq, _ in ready]
-        requests = [self._sample_request(s) for s in seqs]
-        result = sample(resolve([row for _, row in ready], requests), requests)
-        outputs = []
-        for i, seq in enumerate(seqs):
-            if seq.is_finished:  # a sibling choice failed earlier in this loop
-                continue
-            try:
-                outputs.append(self._postprocess(seq, result, i))
-            except Exception:
-                logger.exception("postprocessing request %s failed", seq.request.request_id)
-                self._fail(seq.request.request_id, EngineInternalError("internal error while generating"))
-        return outputs
+    def _sample(self, ready: list[tuple[Sequence, Row]]) -> SampleResult:
+        """One token per ready sequence (row i of the result is ready[i])."""
+        requests = [self._sample_request(seq) for seq, _ in ready]
+        return sample(resolve([row for _, row in ready], requests), requests)
 
     def _sample_request(self, seq: Sequence) -> SampleRequest:
         out = seq.request.output
@@ -239,16 +269,21 @@ class EngineCore:
             num_logprobs=out.top_logprobs if out.logprobs else -1,
         )
 
-    def _logprob(self, token_id: int, logprob: float, top_ids: np.ndarray, top_lps: np.ndarray) -> TokenLogprob:
-        def entry(t: int, lp: float) -> TopLogprob:
-            raw = self.tokenizer.token_bytes(t)
-            return TopLogprob(t, raw.decode("utf-8", errors="replace"), lp, raw)
+    def _postprocess(self, seqs: list[Sequence], result: SampleResult) -> list[ChoiceOutput]:
+        """Append each sampled token, check for a stop, report; a failure fails only its own request."""
+        outputs = []
+        for i, seq in enumerate(seqs):
+            if seq.is_finished:  # a sibling choice failed earlier in this loop
+                continue
+            try:
+                outputs.append(self._advance(seq, result, i))
+            except Exception:
+                logger.exception("postprocessing request %s failed", seq.request.request_id)
+                self._fail(seq.request.request_id, EngineInternalError("internal error while generating"))
+        return outputs
 
-        chosen = entry(token_id, float(logprob))
-        top = tuple(entry(int(t), float(lp)) for t, lp in zip(top_ids, top_lps, strict=True))
-        return TokenLogprob(chosen.token_id, chosen.token, chosen.logprob, chosen.bytes, top)
-
-    def _postprocess(self, seq: Sequence, result: SampleResult, row: int) -> ChoiceOutput:
+    def _advance(self, seq: Sequence, result: SampleResult, row: int) -> ChoiceOutput:
+        """Append the sampled token: a chunk of text while generating, the completion once a stop is hit."""
         if self.fault_hook is not None:
             self.fault_hook(seq)
         token = int(result.token_ids[row])
@@ -256,6 +291,17 @@ class EngineCore:
         seq.first_token_time = seq.first_token_time or now
         seq.token_ids.append(token)
         seq.output_counts[token] = seq.output_counts.get(token, 0) + 1
+        text, matched = self._check_stop(seq, token)
+        logprobs: tuple[TokenLogprob, ...] = ()
+        if result.logprobs is not None and seq.request.output.logprobs:
+            logprobs = (self._logprob(token, result.logprobs[row], result.top_ids[row], result.top_logprobs[row]),)
+        chunk = ChoiceOutput(seq.request.request_id, seq.index, text, (token,), logprobs)
+        if seq.finish_reason is None:
+            return chunk
+        return self._finish(seq, chunk, matched, now)
+
+    def _check_stop(self, seq: Sequence, token: int) -> tuple[str, str]:
+        """Set `seq.finish_reason` when `token` ends the choice; returns (text to send, matched stop)."""
         stopping = seq.request.stopping
         text, matched = "", ""
         if token in self.eos_token_ids and not stopping.ignore_eos:
@@ -273,25 +319,21 @@ class EngineCore:
             elif len(seq.token_ids) >= self.runner.slot_capacity:
                 seq.finish_reason = FinishReason.CONTEXT_LENGTH
         if seq.finish_reason not in (None, FinishReason.STOP_SEQUENCE):
+            # held-back text is released, unless it completes a stop string after all
             tail, stop = seq.stop_matcher.push(seq.detokenizer.flush())
             if stop is not None:
                 seq.finish_reason, matched = FinishReason.STOP_SEQUENCE, stop
             text += tail if stop is not None else tail + seq.stop_matcher.flush()
+        return text, matched
 
-        logprobs: tuple[TokenLogprob, ...] = ()
-        if result.logprobs is not None and seq.request.output.logprobs:
-            logprobs = (self._logprob(token, result.logprobs[row], result.top_ids[row], result.top_logprobs[row]),)
-        if seq.finish_reason is None:
-            return ChoiceOutput(seq.request.request_id, seq.index, text, (token,), logprobs)
+    def _finish(self, seq: Sequence, last: ChoiceOutput, matched: str, now: float) -> ChoiceOutput:
+        """Free the finished choice's slot and complete its last output with usage and timing."""
         self.scheduler.finish(seq)
         self._forget_if_done(seq)
         req = seq.request
-        return ChoiceOutput(
-            request_id=req.request_id,
-            index=seq.index,
-            text=text,
-            token_ids=(token,),
-            logprobs=logprobs,
+        assert seq.first_token_time is not None
+        return replace(
+            last,
             finish_reason=seq.finish_reason,
             matched_stop=matched,
             prompt_tokens=seq.num_prompt_tokens,
@@ -307,3 +349,12 @@ class EngineCore:
         seqs = self._requests.get(seq.request.request_id)
         if seqs is not None and all(s.status is SequenceStatus.FINISHED for s in seqs):
             del self._requests[seq.request.request_id]
+
+    def _logprob(self, token_id: int, logprob: float, top_ids: np.ndarray, top_lps: np.ndarray) -> TokenLogprob:
+        def entry(t: int, lp: float) -> TopLogprob:
+            raw = self.tokenizer.token_bytes(t)
+            return TopLogprob(t, raw.decode("utf-8", errors="replace"), lp, raw)
+
+        chosen = entry(token_id, float(logprob))
+        top = tuple(entry(int(t), float(lp)) for t, lp in zip(top_ids, top_lps, strict=True))
+        return TokenLogprob(chosen.token_id, chosen.token, chosen.logprob, chosen.bytes, top)

@@ -54,7 +54,16 @@ class StoppingParams:
 class OutputParams:
     logprobs: bool = False
     top_logprobs: int = 0
-    return_token_ids: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class GenerationParams:
+    """What a caller asks of a generation, apart from the prompt and the request id."""
+
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stopping: StoppingParams = field(default_factory=StoppingParams)
+    output: OutputParams = field(default_factory=OutputParams)
+    n: int = 1
 
 
 @dataclass(slots=True)
@@ -116,8 +125,19 @@ class ChoiceOutput:
 
 @dataclass(slots=True, frozen=True)
 class ServerLoad:
+    """The snapshot the engine thread publishes before and after each step; other threads read only this."""
+
     running_sequences: int
     waiting_requests: int
     kv_tokens_used: int
     kv_tokens_total: int
     max_running_sequences: int
+    prefix_cache_hit_tokens: int  # prompt tokens restored from the prefix cache since start
+    preemptions: int  # since start
+    has_work: bool  # sequences waiting or running when published
+    published_at: float  # time.monotonic()
+
+    def stalled(self, now: float, limit: float) -> bool:
+        """Work was pending and no snapshot came for `limit` seconds. A stuck loop cannot flag itself, so the
+        reader decides from the snapshot's age."""
+        return self.has_work and now - self.published_at >= limit

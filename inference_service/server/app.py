@@ -63,8 +63,7 @@ class InferenceServer:
     def _ready(self) -> bool:
         now = time.monotonic()
         return not self._draining and all(
-            m.engine.is_alive and (not m.engine.core.has_work or now - m.engine.last_step_time < STALL_SECONDS)
-            for m in self.models.values()
+            m.engine.is_alive and not m.engine.load().stalled(now, STALL_SECONDS) for m in self.models.values()
         )
 
     async def _watch(self) -> None:

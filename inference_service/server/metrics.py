@@ -16,7 +16,7 @@ ITL_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 
 
 class _EngineCollector(Collector):
-    """Gauges read from the engines at scrape time (no bookkeeping on the hot path)."""
+    """Gauges and counters from each engine's load snapshot at scrape time (no bookkeeping on the hot path)."""
 
     def __init__(self, models: Mapping[str, ServedModel]) -> None:
         self.models = models
@@ -28,12 +28,6 @@ class _EngineCollector(Collector):
         total = GaugeMetricFamily(
             "ortserve_kv_tokens_total", "KV cache budget in tokens (--kv-cache-mib)", labels=["model"]
         )
-        for model_id, model in self.models.items():
-            load = model.engine.load()
-            running.add_metric([model_id], load.running_sequences)
-            waiting.add_metric([model_id], load.waiting_requests)
-            used.add_metric([model_id], load.kv_tokens_used)
-            total.add_metric([model_id], load.kv_tokens_total)
         hits = CounterMetricFamily(
             "ortserve_prefix_cache_hit_tokens", "Prompt tokens reused from the prefix cache", labels=["model"]
         )
@@ -41,8 +35,13 @@ class _EngineCollector(Collector):
             "ortserve_preemptions", "Running sequences preempted to stay within the KV budget", labels=["model"]
         )
         for model_id, model in self.models.items():
-            hits.add_metric([model_id], model.engine.core.prefix_cache.hit_tokens)
-            preemptions.add_metric([model_id], model.engine.core.scheduler.num_preemptions)
+            load = model.engine.load()
+            running.add_metric([model_id], load.running_sequences)
+            waiting.add_metric([model_id], load.waiting_requests)
+            used.add_metric([model_id], load.kv_tokens_used)
+            total.add_metric([model_id], load.kv_tokens_total)
+            hits.add_metric([model_id], load.prefix_cache_hit_tokens)
+            preemptions.add_metric([model_id], load.preemptions)
         yield from (running, waiting, used, total, hits, preemptions)
 
 

@@ -16,7 +16,7 @@ from inference_service.api.v1 import model_pb2 as model_pb
 from inference_service.api.v1 import model_pb2_grpc as model_grpc
 from inference_service.engine.errors import EngineError, ModelNotFoundError
 from inference_service.engine.loader import ServedModel
-from inference_service.server import convert
+from inference_service.server import proto_convert
 from inference_service.server.errors import to_status
 from inference_service.server.logs import request_id_var
 from inference_service.server.metrics import ServiceMetrics
@@ -64,15 +64,15 @@ class GenerationServicer(gen_grpc.GenerationServiceServicer):
         tracker = self.metrics.track(self._label(request.model)) if self.metrics else None
         status = "CANCELLED"  # unless we get to the end or fail: the client went away
         try:
-            request_id = convert.request_id(request.request_id)
+            request_id = proto_convert.request_id(request.request_id)
             request_id_var.set(request_id)
             model = _resolve(self.models, request.model)
-            engine_request = convert.generation_request(request, model.config.search, request_id)
-            prompt = convert.prompt_input(request)
-            async for output in model.engine.generate(prompt, engine_request):
+            params = proto_convert.generation_params(request, model.config.search)
+            prompt = proto_convert.prompt_input(request)
+            async for output in model.engine.generate(prompt, params, request_id):
                 if tracker:
                     tracker.on_output(output, time.monotonic())
-                for response in convert.responses(output, output.request_id, request.output.return_token_ids):
+                for response in proto_convert.responses(output, request.output.return_token_ids):
                     yield response
             status = "OK"
         except EngineError as e:
@@ -88,7 +88,7 @@ class GenerationServicer(gen_grpc.GenerationServiceServicer):
         self, request: gen_pb.TokenizeRequest, context: grpc.aio.ServicerContext
     ) -> gen_pb.TokenizeResponse:
         model = _resolve(self.models, request.model)
-        text, ids = model.engine.render(convert.prompt_input(request))
+        text, ids = model.engine.render(proto_convert.prompt_input(request))
         return gen_pb.TokenizeResponse(token_ids=ids, text=text)
 
     @_unary

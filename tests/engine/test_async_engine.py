@@ -11,7 +11,7 @@ from inference_service.engine.async_engine import AsyncEngine, PromptInput
 from inference_service.engine.core import EngineCore
 from inference_service.engine.errors import ContextLengthExceededError, EngineInternalError, InvalidRequestError
 from inference_service.engine.scheduler import SchedulerConfig
-from inference_service.engine.types import ChatMessage, FinishReason, GenerationRequest, SamplingParams, StoppingParams
+from inference_service.engine.types import ChatMessage, FinishReason, GenerationParams, SamplingParams, StoppingParams
 from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer
 
 pytestmark = pytest.mark.anyio
@@ -24,14 +24,14 @@ def engine(capacity: int = 64) -> tuple[AsyncEngine, FakeRunner]:
     return AsyncEngine(core, tokenizer, context_length=capacity), runner
 
 
-def template(rid: str, max_tokens: int | None = 4) -> GenerationRequest:
+def params(max_tokens: int | None = 4) -> GenerationParams:
     stopping = StoppingParams(max_tokens=max_tokens, ignore_eos=max_tokens is None)
-    return GenerationRequest(rid, [], SamplingParams(temperature=0.0), stopping)
+    return GenerationParams(SamplingParams(temperature=0.0), stopping)
 
 
 async def collect(eng: AsyncEngine, prompt: str, rid: str, max_tokens: int | None = 4) -> str:
     text = ""
-    async for out in eng.generate(PromptInput(text=prompt), template(rid, max_tokens)):
+    async for out in eng.generate(PromptInput(text=prompt), params(max_tokens), rid):
         text += out.text
     return text
 
@@ -43,7 +43,7 @@ async def test_generate_streams_and_concurrent_requests_complete() -> None:
         results = await asyncio.gather(*(collect(eng, p, f"r{i}") for i, p in enumerate(["ab", "kl", "pq"])))
         assert results == ["cdef", "mnop", "rstu"]
         chat = PromptInput(messages=(ChatMessage("user", "b"),))
-        outs = [o async for o in eng.generate(chat, template("chat", 2))]
+        outs = [o async for o in eng.generate(chat, params(2), "chat")]
         assert "".join(o.text for o in outs) == "cd"
         assert outs[-1].finish_reason is FinishReason.MAX_TOKENS
     finally:
@@ -58,8 +58,9 @@ async def test_validation_errors_before_admission() -> None:
             await collect(eng, "a" * 20, "long")
         with pytest.raises(ContextLengthExceededError):
             await collect(eng, "ab", "toomany", max_tokens=15)
-        with pytest.raises(InvalidRequestError):
+        with pytest.raises(InvalidRequestError) as err:
             await collect(eng, "", "empty")
+        assert err.value.param == "prompt"
         assert await collect(eng, "ab", "fine") == "cdef"
     finally:
         await eng.stop()
@@ -70,7 +71,7 @@ async def test_consumer_leaving_early_aborts_the_request() -> None:
     runner.delay = 0.01
     eng.start()
     try:
-        stream = eng.generate(PromptInput(text="a"), template("early", max_tokens=None))
+        stream = eng.generate(PromptInput(text="a"), params(max_tokens=None), "early")
         async for _ in stream:
             break
         await stream.aclose()
@@ -91,7 +92,7 @@ async def test_abort_ends_stream_with_cancelled() -> None:
         reasons = []
 
         async def consume() -> None:
-            async for out in eng.generate(PromptInput(text="a"), template("ab", max_tokens=None)):
+            async for out in eng.generate(PromptInput(text="a"), params(max_tokens=None), "ab"):
                 if out.finish_reason is not None:
                     reasons.append(out.finish_reason)
 
@@ -130,7 +131,7 @@ async def test_step_failure_spares_the_requests_waiting_for_a_slot() -> None:
         while not runner.calls:  # "running" holds the slot
             await asyncio.sleep(0.005)
         waiting = asyncio.create_task(collect(eng, "ab", "waiting"))
-        while eng.core.load().waiting_requests == 0:
+        while eng.load().waiting_requests == 0:
             await asyncio.sleep(0.005)
         runner.fail_next = True
         with pytest.raises(EngineInternalError):
@@ -164,9 +165,9 @@ async def test_logit_bias_outside_the_vocabulary_is_rejected() -> None:
     eng, _ = engine()
     eng.start()
     try:
-        bad = GenerationRequest("lb", [], SamplingParams(temperature=0.0, logit_bias={10**6: 5.0}), StoppingParams(4))
+        bad = GenerationParams(SamplingParams(temperature=0.0, logit_bias={10**6: 5.0}), StoppingParams(4))
         with pytest.raises(InvalidRequestError) as err:
-            async for _ in eng.generate(PromptInput(text="ab"), bad):
+            async for _ in eng.generate(PromptInput(text="ab"), bad, "lb"):
                 pass
         assert err.value.param == "logit_bias"
         assert await collect(eng, "ab", "fine") == "cdef"

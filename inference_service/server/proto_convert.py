@@ -1,4 +1,7 @@
-"""Proto ⇄ engine types. Pure functions; range checks of gRPC input live here (the bridge checks too)."""
+"""gRPC messages ⇄ engine types. Pure functions; range checks of gRPC input live here (the bridge checks too).
+
+Emptiness of the prompt is the engine's to check (`AsyncEngine.render`): it sees what the input renders to.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from inference_service.engine.types import (
     ChatMessage,
     ChoiceOutput,
     FinishReason,
-    GenerationRequest,
+    GenerationParams,
     OutputParams,
     SamplingParams,
     StoppingParams,
@@ -53,14 +56,11 @@ def prompt_input(req: pb.GenerateRequest | pb.TokenizeRequest) -> PromptInput:
         for i, m in enumerate(req.chat.messages):
             _check(m.role in ROLES, f"messages[{i}].role", f"unknown role {m.role!r}; expected one of {sorted(ROLES)}")
             messages.append(ChatMessage(m.role, m.content, m.name))
-        _check(bool(messages), "messages", "messages must not be empty")
         add_prompt = req.chat.add_generation_prompt if req.chat.HasField("add_generation_prompt") else True
         return PromptInput(messages=tuple(messages), add_generation_prompt=add_prompt)
     if kind == "prompt":
-        _check(bool(req.prompt), "prompt", "prompt must not be empty")
         return PromptInput(text=req.prompt)
     if kind == "token_ids":
-        _check(bool(req.token_ids.ids), "token_ids", "token_ids must not be empty")
         return PromptInput(token_ids=tuple(req.token_ids.ids))
     raise InvalidRequestError("one of chat, prompt or token_ids is required", param="input")
 
@@ -85,7 +85,7 @@ def sampling_params(s: pb.SamplingParams, defaults: SearchDefaults) -> SamplingP
 
 
 def request_id(value: str) -> str:
-    """The caller's id when it is safe to log and echo, a fresh one when empty."""
+    """The caller's id when it is safe to log and echo, a fresh one when empty (the only place ids are made)."""
     if not value:
         return uuid.uuid4().hex
     _check(
@@ -96,8 +96,8 @@ def request_id(value: str) -> str:
     return value
 
 
-def generation_request(req: pb.GenerateRequest, defaults: SearchDefaults, request_id: str) -> GenerationRequest:
-    """Everything but the prompt ids (the engine renders and tokenizes the input)."""
+def generation_params(req: pb.GenerateRequest, defaults: SearchDefaults) -> GenerationParams:
+    """What to generate; the prompt goes separately (`prompt_input`), as the engine renders and tokenizes it."""
     st = req.stopping
     _check(not st.HasField("max_tokens") or st.max_tokens >= 1, "max_tokens", "max_tokens must be at least 1")
     _check(len(st.stop) <= MAX_STOPS, "stop", f"at most {MAX_STOPS} stop strings are allowed")
@@ -107,9 +107,7 @@ def generation_request(req: pb.GenerateRequest, defaults: SearchDefaults, reques
     )
     n = req.n or 1
     _check(n <= MAX_N, "n", f"n must be in [1, {MAX_N}]")
-    return GenerationRequest(
-        request_id=request_id,
-        prompt_token_ids=[],
+    return GenerationParams(
         sampling=sampling_params(req.sampling, defaults),
         stopping=StoppingParams(
             max_tokens=st.max_tokens if st.HasField("max_tokens") else None,
@@ -121,14 +119,16 @@ def generation_request(req: pb.GenerateRequest, defaults: SearchDefaults, reques
         output=OutputParams(
             logprobs=req.output.logprobs or req.output.top_logprobs > 0,
             top_logprobs=req.output.top_logprobs,
-            return_token_ids=req.output.return_token_ids,
         ),
         n=n,
     )
 
 
-def responses(out: ChoiceOutput, request_id: str, return_token_ids: bool) -> list[pb.GenerateResponse]:
-    """One engine output → a chunk (when it carries anything) and, on the last one, a completion."""
+def responses(out: ChoiceOutput, return_token_ids: bool) -> list[pb.GenerateResponse]:
+    """One engine output → a chunk (when it carries anything) and, on the last one, a completion.
+
+    Token ids go out only when the request's `OutputOptions.return_token_ids` asks: the engine always reports them.
+    """
     items = []
     if out.text or out.logprobs or (return_token_ids and out.token_ids):
         chunk = pb.TokenChunk(text=out.text, token_ids=out.token_ids if return_token_ids else ())
@@ -145,7 +145,7 @@ def responses(out: ChoiceOutput, request_id: str, return_token_ids: bool) -> lis
                     ],
                 )
             )
-        items.append(pb.GenerateResponse(request_id=request_id, index=out.index, chunk=chunk))
+        items.append(pb.GenerateResponse(request_id=out.request_id, index=out.index, chunk=chunk))
     if out.finish_reason is not None:
         complete = pb.GenerationComplete(
             finish_reason=FINISH_REASONS[out.finish_reason],
@@ -160,5 +160,5 @@ def responses(out: ChoiceOutput, request_id: str, return_token_ids: bool) -> lis
                     total_seconds=out.timing.total_seconds,
                 )
             )
-        items.append(pb.GenerateResponse(request_id=request_id, index=out.index, complete=complete))
+        items.append(pb.GenerateResponse(request_id=out.request_id, index=out.index, complete=complete))
     return items

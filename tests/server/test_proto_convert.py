@@ -1,20 +1,26 @@
-"""Proto → engine conversion: defaults, absent optionals, range checks."""
+"""gRPC messages ⇄ engine types: defaults, absent optionals, range checks."""
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 import pytest
 
 from inference_service.api.v1 import generation_pb2 as pb
+from inference_service.engine.async_engine import AsyncEngine
+from inference_service.engine.core import EngineCore
 from inference_service.engine.errors import InvalidRequestError
+from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.types import FinishReason
 from inference_service.models.folder import SearchDefaults
-from inference_service.server import convert
+from inference_service.server import proto_convert
+from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer
 
 DEFAULTS = SearchDefaults(temperature=0.2, top_p=0.9, top_k=50)
 
 
 def test_absent_sampling_fields_take_model_defaults() -> None:
-    req = convert.generation_request(pb.GenerateRequest(prompt="x"), DEFAULTS, "r")
+    req = proto_convert.generation_params(pb.GenerateRequest(prompt="x"), DEFAULTS)
     assert (req.sampling.temperature, req.sampling.top_p, req.sampling.top_k) == (0.2, 0.9, 50)
     assert req.sampling.seed is None
     assert req.stopping.max_tokens is None
@@ -23,14 +29,14 @@ def test_absent_sampling_fields_take_model_defaults() -> None:
 
 def test_explicit_zero_is_not_absent() -> None:
     sampling = pb.SamplingParams(temperature=0.0, top_k=0, seed=0)
-    req = convert.generation_request(pb.GenerateRequest(prompt="x", sampling=sampling), DEFAULTS, "r")
+    req = proto_convert.generation_params(pb.GenerateRequest(prompt="x", sampling=sampling), DEFAULTS)
     assert req.sampling.temperature == 0.0 and req.sampling.greedy
     assert req.sampling.top_k == 0
     assert req.sampling.seed == 0
 
 
 def test_all_fields_carried() -> None:
-    req = convert.generation_request(
+    req = proto_convert.generation_params(
         pb.GenerateRequest(
             prompt="x",
             n=3,
@@ -46,7 +52,6 @@ def test_all_fields_carried() -> None:
             output=pb.OutputOptions(top_logprobs=3),
         ),
         DEFAULTS,
-        "r",
     )
     assert req.n == 3
     assert (req.sampling.top_p, req.sampling.min_p, req.sampling.logit_bias) == (0.5, pytest.approx(0.1), {5: -100.0})
@@ -75,35 +80,55 @@ def test_all_fields_carried() -> None:
 )
 def test_out_of_range_values_name_the_parameter(request_: pb.GenerateRequest, param: str) -> None:
     with pytest.raises(InvalidRequestError) as err:
-        convert.generation_request(request_, DEFAULTS, "r")
+        proto_convert.generation_params(request_, DEFAULTS)
     assert err.value.param == param
 
 
 @pytest.mark.parametrize("value", ["", "abc-123_x.y:z", "a" * 128])
 def test_request_ids_accepted(value: str) -> None:
-    assert convert.request_id(value)
+    assert proto_convert.request_id(value)
 
 
 @pytest.mark.parametrize("value", ["a b", "line\nbreak", "a" * 129, "é"])
 def test_request_ids_rejected(value: str) -> None:
     with pytest.raises(InvalidRequestError):
-        convert.request_id(value)
+        proto_convert.request_id(value)
 
 
 def test_prompt_input_kinds_and_errors() -> None:
     chat = pb.GenerateRequest(chat=pb.ChatInput(messages=[pb.ChatMessage(role="user", content="hi", name="n")]))
-    prompt = convert.prompt_input(chat)
+    prompt = proto_convert.prompt_input(chat)
     assert prompt.messages is not None and prompt.messages[0].name == "n" and prompt.add_generation_prompt
-    assert convert.prompt_input(pb.GenerateRequest(prompt="p")).text == "p"
-    assert convert.prompt_input(pb.GenerateRequest(token_ids=pb.TokenIds(ids=[1, 2]))).token_ids == (1, 2)
-    for bad in (
-        pb.GenerateRequest(),
-        pb.GenerateRequest(prompt=""),
-        pb.GenerateRequest(chat=pb.ChatInput()),
-        pb.GenerateRequest(chat=pb.ChatInput(messages=[pb.ChatMessage(role="tool", content="x")])),
+    assert proto_convert.prompt_input(pb.GenerateRequest(prompt="p")).text == "p"
+    assert proto_convert.prompt_input(pb.GenerateRequest(token_ids=pb.TokenIds(ids=[1, 2]))).token_ids == (1, 2)
+    for bad, param in (
+        (pb.GenerateRequest(), "input"),
+        (
+            pb.GenerateRequest(chat=pb.ChatInput(messages=[pb.ChatMessage(role="user"), pb.ChatMessage(role="tool")])),
+            "messages[1].role",
+        ),
     ):
-        with pytest.raises(InvalidRequestError):
-            convert.prompt_input(bad)
+        with pytest.raises(InvalidRequestError) as err:
+            proto_convert.prompt_input(bad)
+        assert err.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("request_", "param"),
+    [
+        (pb.GenerateRequest(prompt=""), "prompt"),
+        (pb.GenerateRequest(chat=pb.ChatInput()), "messages"),
+        (pb.GenerateRequest(token_ids=pb.TokenIds()), "token_ids"),
+    ],
+)
+def test_empty_inputs_are_refused_when_rendered(request_: pb.GenerateRequest, param: str) -> None:
+    """The gRPC path still refuses an empty prompt of each kind: the one check is the engine's render."""
+    runner, tokenizer = FakeRunner(), cast(Any, FakeTokenizer())
+    engine = AsyncEngine(EngineCore(runner, tokenizer, (EOS,), SchedulerConfig()), tokenizer, 64)
+    prompt = proto_convert.prompt_input(request_)
+    with pytest.raises(InvalidRequestError) as err:
+        engine.render(prompt)
+    assert err.value.param == param and str(err.value) == f"{param} must not be empty"
 
 
 def test_final_output_becomes_chunk_then_completion() -> None:
@@ -119,9 +144,10 @@ def test_final_output_becomes_chunk_then_completion() -> None:
         completion_tokens=4,
         timing=Timing(0.1, 0.2, 0.3),
     )
-    chunk, complete = convert.responses(out, "r", return_token_ids=True)
+    chunk, complete = proto_convert.responses(out, return_token_ids=True)
+    assert chunk.request_id == complete.request_id == "r"
     assert chunk.index == 1 and chunk.chunk.text == "end" and list(chunk.chunk.token_ids) == [7]
     assert complete.complete.finish_reason == pb.FINISH_REASON_MAX_TOKENS
     assert (complete.complete.usage.prompt_tokens, complete.complete.usage.completion_tokens) == (3, 4)
     empty = ChoiceOutput("r", 0, "", (8,))
-    assert convert.responses(empty, "r", return_token_ids=False) == []  # held-back text: nothing to send
+    assert proto_convert.responses(empty, return_token_ids=False) == []  # held-back text: nothing to send
