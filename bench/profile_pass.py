@@ -1,6 +1,6 @@
 """Where one decode pass goes: `python -m bench.profile_pass MODEL_FOLDER GRAPH.onnx [--past 100]`.
 
-Runs GRAPH (the folder's model.onnx or a derived graph from the cache, ~/.cache/ortserve/dense/*/model.onnx) on one
+Runs GRAPH (the folder's model.onnx or a derived graph from the cache, ~/.cache/ortserve/cpu-graphs/*/model.onnx) on one
 row after `--past` cached tokens under onnxruntime's profiler, and prints the median pass time and the time per op
 type and per node (the slowest ten), averaged over the last ten of twenty passes.
 """

@@ -13,7 +13,7 @@ import logging
 
 from inference_service.__main__ import default_model_dir
 from inference_service.models import paths
-from inference_service.models.derived import cpu_graphs
+from inference_service.models.cpu_graphs import cpu_graphs
 from inference_service.models.folder import load_model_config
 from inference_service.server.logs import configure_logging
 from inference_service.server.settings import ServiceSettings
@@ -28,11 +28,11 @@ def main() -> None:
     folder = folders["fp32"]
     settings = ServiceSettings()  # the same ORTSERVE_* environment `serve` reads
     config = load_model_config(folder)
-    # Same cache location `serve` uses (inference_service.__main__: cache_dir() / "dense").
+    # Same cache location `serve` uses (inference_service.__main__._load).
     graphs = cpu_graphs(
         config.model_file,
         config.logits_name,
-        paths.cache_dir() / "dense",
+        paths.cpu_graphs_dir(),
         dense=settings.dense_min_rows > 0,
         screen_head=settings.screen_head,
     )

@@ -114,7 +114,7 @@ def _load(settings: ServiceSettings, folder: Path, model_id: str) -> ServedModel
             kv_cache_mib=settings.kv_cache_mib,
             dense_min_rows=settings.dense_min_rows,
             screen_head=settings.screen_head,
-            cache_dir=settings.cache_dir / "dense",
+            cache_dir=paths.cpu_graphs_dir(settings.cache_dir),
         ),
         SchedulerConfig(
             max_batched_tokens=settings.max_batched_tokens,

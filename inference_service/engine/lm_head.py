@@ -1,4 +1,4 @@
-"""Exact logits from a screened head (models/screen.py): bounds on every logit, exact values where they matter.
+"""Exact logits from a screened head (models/screened_head.py): bounds on every logit, exact values where they matter.
 
 A screened graph gives, per row, lower ≤ logit ≤ upper for every token and the final hidden state. A row that
 samples among its k most likely tokens (greedy: k = 1) can only choose a token whose upper bound reaches the k-th
@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inference_service.engine.sampler import SampleRequest, apply_penalties, is_processed
-from inference_service.models.screen import HIDDEN
+from inference_service.models.screened_head import HIDDEN
 
 MAX_CANDIDATES = 4096  # beyond this, recomputing one by one costs more than the full head: use it
 

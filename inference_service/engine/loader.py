@@ -22,7 +22,7 @@ from inference_service.engine.prefix_cache import PrefixCacheConfig
 from inference_service.engine.runner import CPU_EP, ModelRunner, RunnerOptions, select_provider
 from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.tokenizer import ChatTemplateError, Tokenizer
-from inference_service.models.derived import CpuGraphs, cpu_graphs
+from inference_service.models.cpu_graphs import CpuGraphs, cpu_graphs
 from inference_service.models.folder import ModelConfig, ModelFolderError, load_model_config
 
 logger = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ import onnxruntime as ort
 from inference_service.engine.kv_cache import KVCache, KVLayout
 from inference_service.engine.lm_head import ExactHead, ScreenedRows
 from inference_service.engine.placement import NodeRun, node_runs
-from inference_service.models.derived import CpuGraphs
+from inference_service.models.cpu_graphs import CpuGraphs
 from inference_service.models.folder import ModelConfig, ModelFolderError
 from inference_service.models.precision import ElementType, element_type
-from inference_service.models.screen import HIDDEN, LOWER, POSITIONS, UPPER
+from inference_service.models.screened_head import HIDDEN, LOWER, POSITIONS, UPPER
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class RunnerOptions:
     kv_cache_mib: int = 0  # KV budget of the running sequences together; 0 = every slot full
     spinning: bool = True  # ORT workers busy-wait between the ops of a forward pass, never between passes
     dense_min_rows: int = 2  # CPU: steps with at least this many token rows use the dense twin; 0 = never
-    screen_head: bool = True  # CPU: a tied Q8_0 head runs as int8 bounds + exact candidates (models/screen.py)
+    screen_head: bool = True  # CPU: a tied Q8_0 head runs as int8 bounds + exact candidates (models/screened_head.py)
     cache_dir: Path | None = None  # where derived graphs are kept (CPU: without it, the model runs as shipped)
     profile_warm_up: bool = False  # profile the first passes on the CPU EP too (CUDA always does: placement())
 

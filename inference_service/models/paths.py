@@ -24,7 +24,7 @@ def _empty_is_default(value: object) -> object:
 
 CacheDir = Annotated[Path, BeforeValidator(_empty_is_default)]
 CACHE_DIR_HELP = (
-    "cache of pulled GGUFs (gguf/), converted models (models/) and derived CPU graphs (dense/); "
+    "cache of pulled GGUFs (gguf/), converted models (models/) and derived CPU graphs (cpu-graphs/); "
     "unset or empty: $XDG_CACHE_HOME/ortserve, else ~/.cache/ortserve"
 )
 
@@ -52,6 +52,11 @@ def model_dir(name: str, precision: str = "fp32", root: Path | None = None) -> P
 
     get_model(name)  # a registry name, never a path fragment
     return (root or cache_dir()) / "models" / (name + ("" if precision == "fp32" else f"-{precision}"))
+
+
+def cpu_graphs_dir(root: Path | None = None) -> Path:
+    """The CPU graphs derived at load time (dense twins, screened heads; models/cpu_graphs.py); `root` = cache_dir()."""
+    return (root or cache_dir()) / "cpu-graphs"
 
 
 def default_model_dir(precision: str = "fp32") -> Path:

@@ -25,7 +25,7 @@ def folder(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="module")
 def runner(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRunner:
     options = RunnerOptions(
-        device="cpu", num_slots=4, slot_capacity=256, dense_min_rows=2, cache_dir=tmp_path_factory.mktemp("dense")
+        device="cpu", num_slots=4, slot_capacity=256, dense_min_rows=2, cache_dir=tmp_path_factory.mktemp("cpu-graphs")
     )
     return load_runner(load_model_config(folder), options)
 

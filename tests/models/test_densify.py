@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from inference_service.models.cpu_graphs import derive
 from inference_service.models.decoder_graph import IR_VERSION, OPSETS, _Builder
 from inference_service.models.densify import densify
-from inference_service.models.derived import derive
 from inference_service.models.gguf_weights import BlockQuantized
 
 K, N, BLOCK = 96, 40, 32

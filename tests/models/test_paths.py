@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 import inference_service.__main__ as cli
+from inference_service.engine import loader
+from inference_service.engine.runner import RunnerOptions
 from inference_service.models import convert as convert_module
 from inference_service.models import paths
 from inference_service.models import pull as pull_module
@@ -52,8 +54,8 @@ def test_serve_cache_dir_flag_wins_for_pull_convert_and_derived_graphs(
         seen["model"] = out
         return out
 
-    def fake_load(settings: ServiceSettings, folder: Path, model_id: str) -> SimpleNamespace:
-        seen["dense"] = settings.cache_dir / "dense"
+    def fake_load_model(folder: Path, model_id: str, options: RunnerOptions, *args: Any, **kwargs: Any) -> Any:
+        seen["cpu-graphs"] = options.cache_dir
         return SimpleNamespace(model_id=model_id)
 
     async def fake_serve(settings: Any, models: dict[str, Any]) -> None:
@@ -61,10 +63,14 @@ def test_serve_cache_dir_flag_wins_for_pull_convert_and_derived_graphs(
 
     monkeypatch.setattr(pull_module, "pull", fake_pull)
     monkeypatch.setattr(convert_module, "convert", fake_convert)
-    monkeypatch.setattr(cli, "_load", fake_load)
+    monkeypatch.setattr(loader, "load_model", fake_load_model)  # the real _load builds the RunnerOptions
     monkeypatch.setattr("inference_service.server.app.serve", fake_serve)
     flag = tmp_path / "flag"
     cli.main(["serve", "--cache-dir", str(flag), "--device", "cpu"])
-    assert seen == {"gguf": flag / "gguf", "model": flag / "models" / "smollm2-135m-instruct", "dense": flag / "dense"}
+    assert seen == {
+        "gguf": flag / "gguf",
+        "model": flag / "models" / "smollm2-135m-instruct",
+        "cpu-graphs": flag / "cpu-graphs",
+    }
     cli.main(["serve", "--device", "cpu"])  # the environment's, when no flag is given
     assert seen["gguf"] == tmp_path / "env" / "gguf"

@@ -1,4 +1,5 @@
-"""Graphs derived from a model file at load time (dense twin, screened head), built once and cached on disk.
+"""The CPU graphs: derived from a model file at load time (dense twin, screened head), built once and cached on disk
+in paths.cpu_graphs_dir().
 
 The folder for one derivation holds model.onnx (+ .data) and, when the head of the one-row graph was screened,
 head.onnx (+ .data) and the head's values as head_weight.npy (memory-mapped by the engine); the screened dense
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from inference_service.models import densify, screen
+from inference_service.models import densify, screened_head
 from inference_service.models.precision import FP32, float_type
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool,
     becomes bounds + hidden state (skipped when the head is not one).
     """
     steps = ",".join(
-        ([f"dense{densify.VERSION}"] if dense else []) + ([f"screen{screen.VERSION}"] if screen_head else [])
+        ([f"dense{densify.VERSION}"] if dense else []) + ([f"screen{screened_head.VERSION}"] if screen_head else [])
     )
     out_dir = cache_dir / _source_key(model_file, steps)
     nothing = out_dir.with_name(out_dir.name + ".none")  # none applies: remembered, so the model is not reloaded
@@ -74,7 +75,7 @@ def derive(model_file: Path, cache_dir: Path, *, dense: bool, screen_head: bool,
     if types != {FP32.name}:  # both derivations compute in fp32: a graph of other types would break
         logger.info("%s has %s inputs/outputs: no derived CPU graphs", model_file, "/".join(sorted(types)))
     elif not dense or densify.densify(model):  # with dense asked, only a model with MatMulNBits has a twin
-        screened = screen.screen_head(model, logits_name) if screen_head else None
+        screened = screened_head.screen_head(model, logits_name) if screen_head else None
         if dense or screened is not None:
             head_files = None if dense else screened  # the dense twin shares the one-row graph's head files
             return _write(model, head_files, out_dir, f"{model_file} ({steps})")
@@ -90,7 +91,7 @@ def graph_types(model: onnx.ModelProto) -> set[str]:
     return {t.name for t in found if t is not None}
 
 
-def _write(model: onnx.ModelProto, screened: screen.ScreenedHead | None, out_dir: Path, what: str) -> Derived:
+def _write(model: onnx.ModelProto, screened: screened_head.ScreenedHead | None, out_dir: Path, what: str) -> Derived:
     tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")  # replicas starting together each write their own
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from inference_service.models.cpu_graphs import cpu_graphs, derive
 from inference_service.models.decoder_graph import IR_VERSION, OPSETS
-from inference_service.models.derived import cpu_graphs, derive
-from inference_service.models.screen import HIDDEN, LOWER, POSITIONS, UPPER, screen_head
+from inference_service.models.screened_head import HIDDEN, LOWER, POSITIONS, UPPER, screen_head
 
 V, K = 300, 96
 
