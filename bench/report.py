@@ -118,7 +118,7 @@ def _check(value: float, target: float, higher_is_better: bool) -> bool | None:
 
 
 def target_rows(r: Results) -> list[list[str]]:
-    """DESIGN.md's targets: [metric, ortserve, llama-server, ratio, target, met]."""
+    """The project's performance targets: [metric, ortserve, llama-server, ratio, target, met]."""
     rows: list[list[str]] = []
     for conc, target in ((1, 2.0), (16, 3.5)):
         ours, theirs = r.metric(OURS, conc, "output_tok_s"), r.metric(THEIRS, conc, "output_tok_s")
@@ -204,7 +204,7 @@ def render_markdown(r: Results, plot_name: str, observations: str = "") -> str:
         r.command,
         "```",
         "",
-        "## Against DESIGN.md's targets (ratios = ortserve through the HTTP bridge ÷ llama-server)",
+        "## Against the project's targets (ratios = ortserve through the HTTP bridge ÷ llama-server)",
         "",
         table(["metric", OURS, THEIRS, "ratio", "target", "met"], target_rows(r)),
         "",

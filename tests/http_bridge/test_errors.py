@@ -1,4 +1,4 @@
-"""gRPC status → HTTP status + OpenAI error fields, one row per code of DESIGN.md's table."""
+"""gRPC status → HTTP status + OpenAI error fields, one row per code of http_bridge/errors.py's table."""
 
 from __future__ import annotations
 
