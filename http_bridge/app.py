@@ -18,7 +18,7 @@ from http_bridge.limits import BodySizeLimitMiddleware
 from http_bridge.metrics import BridgeMetrics, MeteredClient, MetricsMiddleware
 from http_bridge.middleware import RequestContextMiddleware
 from http_bridge.openapi import build_openapi
-from http_bridge.routers import chat, completions, health, models, playground
+from http_bridge.routers import health, playground, public
 from http_bridge.routers import metrics as metrics_router
 from http_bridge.routing import RoutingClient
 from http_bridge.settings import BridgeSettings
@@ -72,9 +72,7 @@ def create_app(settings: BridgeSettings | None = None, client: InferenceClientPr
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_allow_origins))
     app.include_router(health.router)
     app.include_router(metrics_router.router)
-    app.include_router(models.router)
-    app.include_router(chat.router)
-    app.include_router(completions.router)
+    public.include(app)
     app.include_router(playground.router)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -12,6 +12,7 @@ from contextvars import ContextVar
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from http_bridge.client import InferenceClientProtocol
@@ -97,9 +98,30 @@ class MetricsMiddleware:
         finally:
             self.metrics.in_flight.dec()
             request_started_var.reset(token)
-            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)  # FastAPI sets the matched route
+            route = route_label(scope)
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.duration.labels(route).observe(time.perf_counter() - started)
+
+
+def route_label(scope: Scope) -> str:
+    """The matched route's template with the base it was mounted under: `/v1/inference/chat/completions`.
+
+    FastAPI puts the route as its router defines it in the scope, without the include_router prefix, and
+    routers/public.py mounts one router under several bases; the base is the part of the path before the template
+    matches (bounded: only the mounted bases can precede a match).
+    """
+    route = scope.get("route")  # FastAPI sets the matched route
+    template = getattr(route, "path", None)
+    regex = getattr(route, "path_regex", None)
+    if not isinstance(template, str):
+        return UNMATCHED_ROUTE
+    if regex is None:
+        return template
+    path = get_route_path(scope)
+    for start, char in enumerate(path):
+        if char == "/" and regex.match(path[start:]):
+            return path[:start] + template
+    return template
 
 
 class MeteredClient:

@@ -1,4 +1,5 @@
-"""The published OpenAPI document: FastAPI's, plus the SSE chunk objects of the streaming endpoints."""
+"""The published OpenAPI document: FastAPI's, plus the SSE chunk objects of the streaming endpoints and the other
+base URLs of the public API (its paths are listed once, under /v1)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from http_bridge.routers.public import BASES, DOCUMENTED_BASE
 from http_bridge.schemas.chat import ChatCompletionChunk
 from http_bridge.schemas.completions import TextCompletion
 from http_bridge.schemas.errors import ErrorResponse
@@ -24,7 +26,8 @@ STREAMED: dict[str, type[BaseModel]] = {
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema = get_openapi(title=app.title, version=app.version, description=_describe_bases(), routes=app.routes)
+    schema["info"]["x-api-bases"] = list(BASES)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     _, defs = models_json_schema([(model, "serialization") for model in STREAMED.values()], ref_template=REF)
     for name, definition in defs.get("$defs", {}).items():
@@ -38,6 +41,15 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _openai_errors(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _describe_bases() -> str:
+    others = ", ".join(f"`{base or '/'}`" for base in BASES if base != DOCUMENTED_BASE)
+    return (
+        f"Every `{DOCUMENTED_BASE}/…` path below also answers under the bases {others}, with the same "
+        "authentication and limits: e.g. `/chat/completions` and `/v1/inference/chat/completions` are "
+        f"`{DOCUMENTED_BASE}/chat/completions`. Clients set the base URL to any of them."
+    )
 
 
 def _openai_errors(schema: dict[str, Any]) -> None:

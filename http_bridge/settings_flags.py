@@ -44,6 +44,8 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings: type[BaseSetti
             parser.add_argument(
                 f"--no-{flag[2:]}", dest=name, action="store_const", const="false", help=f"{flag} false"
             )
+        elif get_origin(kind) is list:  # `--x a b` (as vLLM's --served-model-name) or one value in the env's form
+            parser.add_argument(flag, dest=name, nargs="+", default=None, metavar="TEXT", help=help_text)
         else:
             parser.add_argument(flag, dest=name, default=None, metavar=_metavar(kind), help=help_text)
 
@@ -53,6 +55,8 @@ def settings_from_args(settings: type[S], args: argparse.Namespace, prog: str) -
     overrides: dict[str, Any] = {}
     for name in settings.model_fields:
         value = getattr(args, name, None)
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]  # one value is text, as the environment's: a JSON list or comma-separated
         if value is not None:
             overrides[name] = value
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -87,7 +88,7 @@ def _serve(args: argparse.Namespace) -> None:
     try:  # a clear message and exit status 1, never "ready"
         cache = settings.cache_dir
         folder = Path(settings.model) if name is None else prepare_model(name, device=settings.device, cache=cache)
-        model = _load(settings, folder, settings.model_id or name or folder.name)
+        model = _load(settings, folder, settings.served_names(default=name or folder.name))
     except not_servable as e:
         logging.getLogger("inference_service").error("not serving: %s", e)
         raise SystemExit(1) from None
@@ -96,14 +97,15 @@ def _serve(args: argparse.Namespace) -> None:
     asyncio.run(serve(settings, {model.model_id: model}))
 
 
-def _load(settings: ServiceSettings, folder: Path, model_id: str) -> ServedModel:
+def _load(settings: ServiceSettings, folder: Path, names: list[str]) -> ServedModel:
+    """The model in `folder`, answering to `names` (the first is its id)."""
     from inference_service.engine.loader import load_model
     from inference_service.engine.runner import RunnerOptions
     from inference_service.engine.scheduler import SchedulerConfig
 
-    return load_model(
+    model = load_model(
         folder,
-        model_id,
+        names[0],
         RunnerOptions(
             device=settings.device,
             device_id=settings.device_id,
@@ -124,6 +126,7 @@ def _load(settings: ServiceSettings, folder: Path, model_id: str) -> ServedModel
         PrefixCacheConfig(max_entries=settings.prefix_cache_entries),
         chat_template=settings.chat_template,
     )
+    return dataclasses.replace(model, aliases=tuple(names[1:]))
 
 
 def inject_faults(seq: Sequence) -> None:

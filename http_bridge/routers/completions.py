@@ -1,14 +1,14 @@
-"""POST /v1/completions (also at /completions): legacy text completions, one Generate call per prompt."""
+"""POST /completions under every base of the public API (routers/public.py): legacy text completions, one
+Generate call per prompt."""
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from http_bridge import limits
-from http_bridge.deps import require_api_key
 from http_bridge.pipeline import PipelineDep
 from http_bridge.request_context import current_request_id
 from http_bridge.schemas.completions import CompletionRequest, TextCompletion
@@ -16,11 +16,11 @@ from http_bridge.translate.completions import TextCompletionBuilder, to_generate
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(dependencies=[Depends(require_api_key)], tags=["completions"])
+router = APIRouter(tags=["completions"])
 
 
 @router.post(
-    "/v1/completions",
+    "/completions",
     response_model=None,
     responses={200: {"model": TextCompletion, "description": "text_completion (SSE chunks when stream is true)"}},
 )
@@ -31,6 +31,3 @@ async def create_completion(body: CompletionRequest, pipeline: PipelineDep) -> R
     requests = to_generate_requests(body, request_id)
     logger.info("completion: model=%s prompts=%d n=%d stream=%s", body.model, len(requests), body.n, body.stream)
     return await pipeline.respond(body, requests, TextCompletionBuilder(meta))
-
-
-router.add_api_route("/completions", create_completion, methods=["POST"], response_model=None, include_in_schema=False)

@@ -1,23 +1,24 @@
-"""GET /v1/models and GET /v1/models/{model_id} (ids may contain '/')."""
+"""GET /models and GET /models/{model_id} under every base of the public API (routers/public.py); ids may
+contain '/' and ':', and a model served under several names is listed once per name."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from http_bridge.deps import ClientDep, require_api_key
+from http_bridge.deps import ClientDep
 from http_bridge.schemas.models import Model, ModelList
 
-router = APIRouter(dependencies=[Depends(require_api_key)], tags=["models"])
+router = APIRouter(tags=["models"])
 
 
-@router.get("/v1/models")
+@router.get("/models")
 async def list_models(client: ClientDep) -> ModelList:
     # Every served model; with model routes, the union over the routed targets (routing.py).
     infos = await client.list_models()
     return ModelList(data=[Model(id=info.id, created=info.created) for info in infos])
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/models/{model_id:path}")
 async def retrieve_model(model_id: str, client: ClientDep) -> Model:
     # Unknown id: 404 model_not_found, from routing.py (no route) or from the service (gRPC NOT_FOUND, errors.py).
     info = await client.get_model_info(model_id)

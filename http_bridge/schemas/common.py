@@ -48,6 +48,12 @@ class SamplingRequest(BaseModel):
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
     ignore_eos: bool = False
 
+    @field_validator("model")
+    @classmethod
+    def _strip_model(cls, value: str) -> str:
+        # Hosted APIs' own examples send "llama-3.1-8b-instruct " (trailing space); served names never have one.
+        return value.strip()
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_as_list(cls, value: object) -> object:

@@ -41,6 +41,11 @@ class ServedModel:
     precision: str
     fingerprint: str
     created: int
+    aliases: tuple[str, ...] = ()  # more names it answers to (--served-model-name); model_id is the primary
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.model_id, *self.aliases)
 
 
 def fingerprint(folder: Path) -> str:

@@ -26,12 +26,19 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _resolve(models: dict[str, ServedModel], model_id: str) -> ServedModel:
-    if not model_id and len(models) == 1:
+def by_name(models: dict[str, ServedModel]) -> dict[str, ServedModel]:
+    """Every name a request may carry (each model's id and aliases) → the model."""
+    return {name: model for model in models.values() for name in model.names}
+
+
+def _resolve(names: dict[str, ServedModel], name: str) -> ServedModel:
+    """The model a request names; an empty name means the only model, when there is one."""
+    models = {id(model): model for model in names.values()}
+    if not name and len(models) == 1:
         return next(iter(models.values()))
-    model = models.get(model_id)
+    model = names.get(name)
     if model is None:
-        raise ModelNotFoundError(f"The model '{model_id}' does not exist; served: {sorted(models)}")
+        raise ModelNotFoundError(f"The model '{name}' does not exist; served: {sorted(names)}")
     return model
 
 
@@ -50,13 +57,15 @@ def _unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 class GenerationServicer(gen_grpc.GenerationServiceServicer):
     def __init__(self, models: dict[str, ServedModel], metrics: ServiceMetrics | None = None) -> None:
         self.models = models
+        self.names = by_name(models)
         self.metrics = metrics
 
-    def _label(self, model_id: str) -> str:
-        """Metric label: a served id, never a client-chosen string (bounded cardinality)."""
-        if not model_id and len(self.models) == 1:
+    def _label(self, name: str) -> str:
+        """Metric label: the model's id whichever of its names was sent, never a client-chosen string."""
+        if not name and len(self.models) == 1:
             return next(iter(self.models))
-        return model_id if model_id in self.models else "unknown"
+        model = self.names.get(name)
+        return model.model_id if model is not None else "unknown"
 
     async def Generate(
         self, request: gen_pb.GenerateRequest, context: grpc.aio.ServicerContext
@@ -66,7 +75,7 @@ class GenerationServicer(gen_grpc.GenerationServiceServicer):
         try:
             request_id = proto_convert.request_id(request.request_id)
             request_id_var.set(request_id)
-            model = _resolve(self.models, request.model)
+            model = _resolve(self.names, request.model)
             params = proto_convert.generation_params(request, model.config.search)
             prompt = proto_convert.prompt_input(request)
             async for output in model.engine.generate(prompt, params, request_id):
@@ -87,7 +96,7 @@ class GenerationServicer(gen_grpc.GenerationServiceServicer):
     async def Tokenize(
         self, request: gen_pb.TokenizeRequest, context: grpc.aio.ServicerContext
     ) -> gen_pb.TokenizeResponse:
-        model = _resolve(self.models, request.model)
+        model = _resolve(self.names, request.model)
         text, ids = model.engine.render(proto_convert.prompt_input(request))
         return gen_pb.TokenizeResponse(token_ids=ids, text=text)
 
@@ -97,10 +106,11 @@ class GenerationServicer(gen_grpc.GenerationServiceServicer):
         return gen_pb.AbortResponse(found=found)
 
 
-def model_info(model: ServedModel) -> model_pb.ModelInfo:
+def model_info(model: ServedModel, name: str = "") -> model_pb.ModelInfo:
+    """The model as `name` (one of its names; default its id): clients see the name they asked for."""
     cfg = model.config
     return model_pb.ModelInfo(
-        id=model.model_id,
+        id=name or model.model_id,
         context_length=model.engine.context_length,
         vocab_size=cfg.vocab_size,
         eos_token_ids=cfg.eos_token_ids,
@@ -117,18 +127,20 @@ def model_info(model: ServedModel) -> model_pb.ModelInfo:
 class ModelServicer(model_grpc.ModelServiceServicer):
     def __init__(self, models: dict[str, ServedModel]) -> None:
         self.models = models
+        self.names = by_name(models)
 
     @_unary
     async def ListModels(
         self, request: model_pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_pb.ListModelsResponse:
-        return model_pb.ListModelsResponse(models=[model_info(m) for m in self.models.values()])
+        # One entry per name: OpenAI clients see every alias as a model (as vLLM's --served-model-name lists them).
+        return model_pb.ListModelsResponse(models=[model_info(m, name) for name, m in self.names.items()])
 
     @_unary
     async def GetModelInfo(
         self, request: model_pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> model_pb.GetModelInfoResponse:
-        return model_pb.GetModelInfoResponse(model=model_info(_resolve(self.models, request.model)))
+        return model_pb.GetModelInfoResponse(model=model_info(_resolve(self.names, request.model), request.model))
 
     @_unary
     async def GetServerLoad(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from inference_service.models.paths import CACHE_DIR_HELP, CacheDir, default_cache_dir
 
@@ -21,7 +22,13 @@ class ServiceSettings(BaseSettings):
         description='"default", a model name (`python -m inference_service pull --list`: pulled and converted when '
         "needed), or a model folder",
     )
-    model_id: str = Field("", description="served model name; default: the folder's name")
+    model_id: str = Field("", description="served model name; default: the registry name or the folder's name")
+    served_model_name: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="names the model answers to (vLLM's flag: `--served-model-name a b`; env: JSON list or "
+        "comma-separated), e.g. a hosted API's aliases; the first is the id in logs and metrics; replaces the "
+        "default name, follows model_id when both are given",
+    )
     chat_template: Path | None = Field(
         None,
         description="Jinja chat template file that replaces the model's (as in transformers' chat_template.jinja); "
@@ -71,6 +78,28 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     shutdown_grace_s: float = Field(10.0, ge=0)
     log_level: str = "INFO"
+
+    @field_validator("served_model_name", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):  # env var or one flag value; several flag values arrive as a list
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [n.strip() for n in text.split(",") if n.strip()]
+        return value
+
+    @field_validator("served_model_name")
+    @classmethod
+    def _check_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name or name != name.strip():
+                raise ValueError(f"a served model name may not be empty or start or end with a space: {name!r}")
+        return names
+
+    def served_names(self, default: str) -> list[str]:
+        """Every name the model answers to, the primary first, without repeats."""
+        names = [self.model_id] if self.model_id else []
+        names += self.served_model_name
+        return list(dict.fromkeys(names or [default]))
 
     @model_validator(mode="after")
     def _check_tls(self) -> Self:

@@ -90,6 +90,12 @@ def test_every_field_type_from_flags() -> None:
     assert (toy.origins, toy.table, toy.low) == (["https://a", "https://b"], {"k": 2}, 2)
 
 
+def test_a_list_flag_takes_several_values_or_one_in_the_environments_form() -> None:
+    assert load("--origins", "https://a", "https://b").origins == ["https://a", "https://b"]
+    assert load("--origins", "https://a,https://b").origins == ["https://a", "https://b"]
+    assert load("--origins", "https://a").origins == ["https://a"]
+
+
 @pytest.mark.parametrize(
     ("argv", "on"),
     [([], True), (["--on"], True), (["--on", "false"], False), (["--on=0"], False), (["--no-on"], False)],
@@ -158,7 +164,7 @@ def test_help_comes_from_the_descriptions(capsys: pytest.CaptureFixture[str]) ->
     assert "--no-on --on false" in text
     assert "--file PATH a file (env TOY_FILE; default: none)" in text
     assert "--mode {fast,slow} mode (env TOY_MODE; default: fast)" in text
-    assert "--origins TEXT comma-separated (env TOY_ORIGINS; default: empty)" in text
+    assert "--origins TEXT [TEXT ...] comma-separated (env TOY_ORIGINS; default: empty)" in text
 
 
 def test_a_list_or_dict_field_without_nodecode_is_refused() -> None:

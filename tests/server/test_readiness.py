@@ -26,7 +26,9 @@ class LoopKiller(BaseException):
 
 
 def server_for(engine: Any) -> InferenceServer:
-    model = SimpleNamespace(engine=engine, execution_provider="CPUExecutionProvider", precision="test")
+    model = SimpleNamespace(
+        model_id="m", names=("m",), engine=engine, execution_provider="CPUExecutionProvider", precision="test"
+    )
     return InferenceServer(ServiceSettings(port=0), {"m": cast(Any, model)})
 
 
