@@ -7,7 +7,7 @@ INFERENCE_PORT ?= 50051
 BRIDGE_PORT    ?= 8000
 export INFERENCE_PORT BRIDGE_PORT
 
-.PHONY: install model serve test lint typecheck buf-lint proto pytest clean bench node-deps soak
+.PHONY: install model serve test unit lint typecheck buf-lint proto pytest clean bench node-deps soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ pytest: model node-deps /usr/bin/chromium
 	$(BIN)/pytest -q -ra
 
 test: lint typecheck buf-lint pytest
+
+# the unit tests alone (markers set in tests/conftest.py): no model, no npm, no apt
+unit: install
+	$(BIN)/pytest -q -m "not e2e and not model"
 
 # not in `make test`: the stack under 32 streaming clients for SOAK_DURATION s; writes its figures into
 # docs/reliability.md and fails on any unintended error or ≥ 10 % inference RSS growth

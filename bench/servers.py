@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-log = logging.getLogger(__name__)
-
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+from bench.processes import HOST, Process, free_port, start, wait_until
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -53,48 +40,8 @@ def parse_proc_stat_cpu(stat: str, ticks_per_s: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks_per_s
 
 
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-
-
-def start(name: str, argv: list[str], log_dir: Path) -> Process:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name}.log"
-    log.info("starting %s: %s", name, " ".join(argv))
-    with log_path.open("wb") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return Process(name, popen, log_path)
-
-
-def wait_until(check: Callable[[], bool], process: Process, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            raise RuntimeError(f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}")
-        with contextlib.suppress(httpx.HTTPError, OSError):
-            if check():
-                return
-        time.sleep(0.25)
-    raise RuntimeError(f"{process.name} not ready after {timeout_s:.0f} s:\n{process.tail()}")
+def ready(check: Callable[[], bool], process: Process, timeout_s: float) -> None:
+    wait_until(check, process, timeout_s, ignore=(httpx.HTTPError, OSError))
 
 
 def http_ok(url: str) -> Callable[[], bool]:
@@ -134,8 +81,8 @@ def ortserve(
              "--port", str(http_port), "--log-level", "WARNING"],
             log_dir,
         )  # fmt: skip
-        wait_until(http_ok(f"{base_url}/health/ready"), inference, ready_timeout_s)
-        wait_until(http_ok(f"{base_url}/health/ready"), bridge, 60.0)
+        ready(http_ok(f"{base_url}/health/ready"), inference, ready_timeout_s)
+        ready(http_ok(f"{base_url}/health/ready"), bridge, 60.0)
         yield OrtserveStack(inference, bridge, grpc_target, base_url)
     finally:
         if bridge is not None:
@@ -156,7 +103,7 @@ def llama_server(
         log_dir,
     )  # fmt: skip
     try:
-        wait_until(http_ok(f"{base_url}/health"), process, ready_timeout_s)
+        ready(http_ok(f"{base_url}/health"), process, ready_timeout_s)
         yield process, base_url
     finally:
         process.stop()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+DONE = "[DONE]"  # the payload OpenAI streams end with
 
 
 @dataclass(slots=True)
@@ -39,9 +42,28 @@ class SSEDecoder:
         return None
 
 
+def iter_payloads(lines: Iterable[str]) -> Iterator[str]:
+    """The `data` payload of each completed event, as lines arrive (`iter_lines()`: blank lines included)."""
+    decoder = SSEDecoder()
+    for line in lines:
+        payload = decoder.feed(line)
+        if payload is not None:
+            yield payload
+
+
+def body_payloads(body: str) -> list[str]:
+    """The `data` payloads of a whole SSE body (split on "\n" only: JSON may hold U+2028, which `splitlines` splits)."""
+    return list(iter_payloads(body.split("\n")))
+
+
+def json_or_done(payload: str) -> object:
+    """A payload decoded from JSON, or the `[DONE]` sentinel kept as the string."""
+    return payload if payload == DONE else json.loads(payload)
+
+
 def parse_chat_event(payload: str) -> ChatDelta:
     """Interpret one event's data as a chat-completion chunk, an error event, or `[DONE]`."""
-    if payload.strip() == "[DONE]":
+    if payload.strip() == DONE:
         return ChatDelta(done=True)
     body = json.loads(payload)
     if not isinstance(body, dict):

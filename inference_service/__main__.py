@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -88,7 +87,8 @@ def _serve(args: argparse.Namespace) -> None:
     try:  # a clear message and exit status 1, never "ready"
         cache = settings.cache_dir
         folder = Path(settings.model) if name is None else prepare_model(name, device=settings.device, cache=cache)
-        model = _load(settings, folder, settings.served_names(default=name or folder.name))
+        names = settings.served_names(default=name or folder.name)
+        model = _load(settings, folder, names[0], tuple(names[1:]))
     except not_servable as e:
         logging.getLogger("inference_service").error("not serving: %s", e)
         raise SystemExit(1) from None
@@ -97,15 +97,15 @@ def _serve(args: argparse.Namespace) -> None:
     asyncio.run(serve(settings, {model.model_id: model}))
 
 
-def _load(settings: ServiceSettings, folder: Path, names: list[str]) -> ServedModel:
-    """The model in `folder`, answering to `names` (the first is its id)."""
+def _load(settings: ServiceSettings, folder: Path, model_id: str, aliases: tuple[str, ...] = ()) -> ServedModel:
+    """The model in `folder`, answering to `model_id` (its id in logs and metrics) and `aliases`."""
     from inference_service.engine.loader import load_model
     from inference_service.engine.runner import RunnerOptions
     from inference_service.engine.scheduler import SchedulerConfig
 
-    model = load_model(
+    return load_model(
         folder,
-        names[0],
+        model_id,
         RunnerOptions(
             device=settings.device,
             device_id=settings.device_id,
@@ -125,8 +125,8 @@ def _load(settings: ServiceSettings, folder: Path, names: list[str]) -> ServedMo
         ),
         PrefixCacheConfig(max_entries=settings.prefix_cache_entries),
         chat_template=settings.chat_template,
+        aliases=aliases,
     )
-    return dataclasses.replace(model, aliases=tuple(names[1:]))
 
 
 def inject_faults(seq: Sequence) -> None:

@@ -9,6 +9,28 @@ import pytest
 
 from inference_service.models import paths
 
+TESTS = Path(__file__).resolve().parent
+# fixtures that pull or convert a real model (directly or through another fixture): their tests are `model`
+MODEL_FIXTURES = frozenset(
+    {"gguf_path", "gemma_gguf", "model_dir", "gemma_model_dir", "model_dir_fp16", "model_dir_bf16"}
+)
+# fixtures that start the real stack as processes: their tests are `e2e`
+PROCESS_FIXTURES = frozenset({"stack", "auth_bridge"})
+# folders whose tests start real processes (tests/soak is the soak harness; tests/e2e the end-to-end tests)
+PROCESS_FOLDERS = frozenset({"e2e", "soak"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark from what a test uses, not by hand: `make unit` (`-m "not e2e and not model"`) cannot drift."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))  # the closure: fixtures of fixtures count too
+        if fixtures & MODEL_FIXTURES:
+            item.add_marker(pytest.mark.model)
+        path = item.path.resolve()
+        in_process_folder = path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in PROCESS_FOLDERS
+        if in_process_folder or fixtures & PROCESS_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:

@@ -95,8 +95,10 @@ def load_model(
     scheduler_config: SchedulerConfig,
     prefix_cache: PrefixCacheConfig | None = None,
     chat_template: Path | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> ServedModel:
-    """`chat_template`: a Jinja file replacing the folder's chat template (`--chat-template`)."""
+    """`chat_template`: a Jinja file replacing the folder's chat template (`--chat-template`); `aliases`: more names
+    the model answers to (`--served-model-name`)."""
     config = load_model_config(folder)
     try:
         tokenizer = Tokenizer.from_dir(folder, chat_template=chat_template)
@@ -123,6 +125,7 @@ def load_model(
     precision = describe_precision(runner, folder)
     return ServedModel(
         model_id=model_id or folder.name,
+        aliases=aliases,
         config=config,
         engine=AsyncEngine(core, tokenizer, config.context_length),
         execution_provider=runner.provider,

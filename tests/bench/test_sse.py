@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from bench.sse import SSEDecoder, parse_chat_event
+from bench.sse import SSEDecoder, body_payloads, iter_payloads, json_or_done, parse_chat_event
 
 
 def feed_all(lines: list[str]) -> list[str]:
@@ -22,6 +22,13 @@ def test_decoder_joins_multiline_data_ignores_other_fields_and_crlf() -> None:
 
 def test_decoder_keeps_an_unterminated_event_pending() -> None:
     assert feed_all(["data: partial"]) == []
+
+
+def test_payloads_of_lines_and_of_a_whole_body() -> None:
+    assert list(iter_payloads(iter(['data: {"a": 1}', "", "data: [DONE]", ""]))) == ['{"a": 1}', "[DONE]"]
+    body = 'data: {"t":"a\u2028b"}\r\n\r\n: ping\n\ndata: [DONE]\n\n'
+    assert body_payloads(body) == ['{"t":"a\u2028b"}', "[DONE]"]  # U+2028 inside JSON is not a line end
+    assert [json_or_done(p) for p in body_payloads(body)] == [{"t": "a\u2028b"}, "[DONE]"]
 
 
 def chunk(content: str | None = None, finish: str | None = None, usage: dict[str, int] | None = None) -> str:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,56 +13,26 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench import processes
+from bench.processes import Process, free_port
 from tests.conftest import DEVICE
+
+__all__ = ["MODEL_ID", "Process", "free_port", "grpc_serving", "start", "wait_until"]  # imported by other tests
 
 MODEL_ID = "smollm2-135m-instruct"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
-
-
 def start(name: str, args: list[str], log_dir: Path) -> Process:
-    log = log_dir / f"{name}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    popen = subprocess.Popen([sys.executable, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
-    return Process(name, popen, log)
+    """A Python child (`args` after the interpreter) with its output in `log_dir/<name>.log`."""
+    return processes.start(name, [sys.executable, *args], log_dir)
 
 
-def wait_until(check: object, process: Process, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            pytest.fail(f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}")
-        try:
-            if check():  # type: ignore[operator]
-                return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{process.name} not ready after {timeout} s:\n{process.tail()}")
+def wait_until(check: Callable[[], object], process: Process, timeout: float = 120.0) -> None:
+    """Poll `check` (any exception counts as "not yet"); fail the test when `process` exits or `timeout` passes."""
+    try:
+        processes.wait_until(check, process, timeout, ignore=(Exception,), poll_s=0.2)
+    except processes.NotReady as exc:
+        pytest.fail(str(exc))
 
 
 def grpc_serving(target: str, service: str = "") -> bool:

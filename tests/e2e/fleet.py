@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from bench.sse import iter_payloads, json_or_done
 
 READY = "inference_service.api.v1.GenerationService"
 
@@ -38,10 +39,8 @@ def served_ok(metrics_port: int) -> float:
 
 def sse_data(lines: Iterator[str]) -> Iterator[object]:
     """Decoded `data:` payloads of an SSE body ('[DONE]' kept as the string)."""
-    for line in lines:
-        if line.startswith("data: "):
-            data = line[len("data: ") :]
-            yield data if data == "[DONE]" else json.loads(data)
+    for payload in iter_payloads(lines):
+        yield json_or_done(payload)
 
 
 def chat(model: str, max_tokens: int = 4, **extra: object) -> dict[str, object]:

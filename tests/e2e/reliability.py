@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import httpx
 
+from bench.sse import iter_payloads
 from inference_service.api.v1 import model_pb2, model_pb2_grpc
 from tests.e2e.conftest import MODEL_ID, Process, grpc_serving, start, wait_until
 
@@ -61,7 +62,7 @@ def rss_kib(pid: int) -> int:
 
 def sse_payloads(lines: Iterator[str]) -> list[str]:
     """The `data:` payloads of an SSE stream, to its end."""
-    return [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    return list(iter_payloads(lines))
 
 
 def is_openai_error(body: Any) -> bool:

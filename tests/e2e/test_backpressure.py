@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.sse import iter_payloads
 from tests.e2e.conftest import MODEL_ID, Process, free_port
 from tests.e2e.reliability import (
     LONG_CHAT,
@@ -80,7 +81,7 @@ def test_beyond_capacity_429_at_once_and_queue_wait_504(tiny: Tiny) -> None:
                 seconds = time.monotonic() - started
                 if r.status_code == 200:
                     lines = r.iter_lines()  # kept alive: a collected line iterator closes the connection
-                    body: Any = next(line for line in lines if line.startswith("data: "))
+                    body: Any = next(iter_payloads(lines))
                     with lock:
                         outcomes.append(Outcome(200, seconds, r.headers, body))
                     release.wait(30)  # hold the slot until the others have their answer

@@ -10,13 +10,14 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.builder_folders import builder_folder
 from tests.e2e.conftest import Process, free_port, grpc_serving, start, wait_until
 
 pytestmark = pytest.mark.e2e
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module", params=[("int4", "cpu"), ("fp16", "cuda"), ("int4", "cuda")], ids=lambda p: "-".join(p))
@@ -47,7 +48,7 @@ def client(
 
 
 def test_builder_folder_answers_through_the_bridge(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model="builder", messages=QUESTION, temperature=0, max_tokens=16)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model="builder", messages=QUESTION, temperature=0, max_tokens=16)
     text = reply.choices[0].message.content or ""
     assert "Paris" in text, text
     assert reply.choices[0].finish_reason in ("stop", "length")
@@ -58,7 +59,7 @@ def test_builder_folder_answers_through_the_bridge(client: openai.OpenAI) -> Non
         messages=QUESTION,
         temperature=0,
         max_tokens=16,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
     )
     chunks = list(stream)
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -68,7 +68,14 @@ def test_legacy_logprobs(client: openai.OpenAI) -> None:
 def test_seed_and_bad_input(client: openai.OpenAI, stack: Stack) -> None:
     seeded = [complete(client, temperature=1, seed=5, max_tokens=12).choices[0].text for _ in range(2)]
     assert seeded[0] == seeded[1]
-    for bad in [{"echo": True}, {"logprobs": 9}, {"prompt": []}, {"prompt": [10**9]}, {"prompt": "x" * 40000}]:
+    bad_inputs: list[dict[str, Any]] = [
+        {"echo": True},
+        {"logprobs": 9},
+        {"prompt": []},
+        {"prompt": [10**9]},
+        {"prompt": "x" * 40000},
+    ]
+    for bad in bad_inputs:
         with pytest.raises(openai.BadRequestError):
             complete(client, **bad)
     raw = httpx.post(f"{stack.base_url}/completions", content=b"{", headers={"content-type": "application/json"})

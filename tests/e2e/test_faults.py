@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.sse import DONE, body_payloads
 from tests.e2e.conftest import Process, free_port, wait_until
 from tests.e2e.reliability import (
     LONG_CHAT,
@@ -69,7 +70,7 @@ def test_engine_exception_fails_only_its_request(pair: Pair) -> None:
         body = {**LONG_CHAT, "max_tokens": 40, "stream": i % 2 == 0}
         response = httpx.post(url, json=body, timeout=120)
         if body["stream"]:
-            payloads = [p for p in response.text.splitlines() if p.startswith("data: {")]
+            payloads = [p for p in body_payloads(response.text) if p != DONE]
             results[i] = response.status_code if not any('"error"' in p for p in payloads) else 500
         else:
             results[i] = response.status_code if response.json()["usage"]["completion_tokens"] == 40 else -1

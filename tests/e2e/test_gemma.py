@@ -52,7 +52,7 @@ def test_greedy_completion_is_the_reference_continuation(
     expected = tokenizer.decode(ReferenceDecoder.from_gguf(gemma_gguf).greedy(ids, 10))
     reply = client.completions.create(model=MODEL_ID, prompt=PROMPT, temperature=0, max_tokens=10)
     assert reply.choices[0].text == expected
-    assert reply.usage.prompt_tokens == len(ids)  # <bos> included, as the GGUF asks
+    assert reply.usage is not None and reply.usage.prompt_tokens == len(ids)  # <bos> included, as the GGUF asks
     streamed = client.completions.create(model=MODEL_ID, prompt=PROMPT, temperature=0, max_tokens=10, stream=True)
     assert "".join(c.choices[0].text for c in streamed if c.choices) == expected
 
@@ -62,4 +62,5 @@ def test_chat_without_a_template_is_a_clear_400(client: openai.OpenAI) -> None:
         client.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
     assert "chat template" in str(err.value) and "--chat-template" in str(err.value)
     # the service keeps serving
-    assert client.completions.create(model=MODEL_ID, prompt=PROMPT, max_tokens=2).usage.completion_tokens == 2
+    usage = client.completions.create(model=MODEL_ID, prompt=PROMPT, max_tokens=2).usage
+    assert usage is not None and usage.completion_tokens == 2

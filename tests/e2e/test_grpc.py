@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -35,12 +36,12 @@ def models(channel: grpc.Channel) -> model_pb2_grpc.ModelServiceStub:
     return model_pb2_grpc.ModelServiceStub(channel)
 
 
-def request(messages: list[pb.ChatMessage] = FRANCE, **kw: object) -> pb.GenerateRequest:
+def request(messages: list[pb.ChatMessage] = FRANCE, **kw: Any) -> pb.GenerateRequest:
     sampling = kw.pop("sampling", pb.SamplingParams(temperature=0.0))
     stopping = kw.pop("stopping", pb.StoppingCriteria(max_tokens=48))
     return pb.GenerateRequest(
         model=MODEL_ID, chat=pb.ChatInput(messages=messages), sampling=sampling, stopping=stopping, **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 def collect(gen: generation_pb2_grpc.GenerationServiceStub, req: pb.GenerateRequest) -> dict[int, dict]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.e2e.conftest import MODEL_ID, Stack
 
 pytestmark = pytest.mark.e2e
-FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+FRANCE: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def client(stack: Stack) -> openai.OpenAI:
 
 
 def test_non_stream_completion(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0)
     assert reply.object == "chat.completion"
     assert reply.id.startswith("chatcmpl-")
     assert reply.model == MODEL_ID
@@ -34,11 +35,12 @@ def test_non_stream_completion(client: openai.OpenAI) -> None:
 
 
 def test_stream_equals_non_stream_at_temperature_zero(client: openai.OpenAI) -> None:
-    messages = [{"role": "user", "content": "Give me three tips for learning to cook."}]
-    full = client.chat.completions.create(model=MODEL_ID, messages=messages, temperature=0, max_tokens=60)  # type: ignore[arg-type]
+    ask = "Give me three tips for learning to cook."
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": ask}]
+    full = client.chat.completions.create(model=MODEL_ID, messages=messages, temperature=0, max_tokens=60)
     stream = client.chat.completions.create(
         model=MODEL_ID,
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         temperature=0,
         max_tokens=60,
         stream=True,
@@ -57,7 +59,7 @@ def test_stream_equals_non_stream_at_temperature_zero(client: openai.OpenAI) -> 
 
 
 def test_stop_strings(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0, stop=["Paris", "London"])  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0, stop=["Paris", "London"])
     content = reply.choices[0].message.content or ""
     assert "Paris" not in content
     assert content.startswith("The capital of France is")
@@ -65,7 +67,7 @@ def test_stop_strings(client: openai.OpenAI) -> None:
 
 
 def test_max_tokens_gives_length(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0, max_tokens=3)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0, max_tokens=3)
     assert reply.choices[0].finish_reason == "length"
     assert reply.usage is not None and reply.usage.completion_tokens == 3
 
@@ -79,13 +81,13 @@ def test_models_endpoints(client: openai.OpenAI) -> None:
 
 def test_errors_are_typed_and_server_keeps_serving(client: openai.OpenAI, stack: Stack) -> None:
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="no-such-model", messages=FRANCE)  # type: ignore[arg-type]
+        client.chat.completions.create(model="no-such-model", messages=FRANCE)
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=5)  # type: ignore[arg-type]
+        client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=5)
     assert err.value.status_code == 400
-    too_long = [{"role": "user", "content": "hello " * 5000}]
+    too_long: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello " * 5000}]
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model=MODEL_ID, messages=too_long)  # type: ignore[arg-type]
+        client.chat.completions.create(model=MODEL_ID, messages=too_long)
     assert "context length" in str(err.value)
     raw = httpx.post(
         f"{stack.base_url}/v1/chat/completions",
@@ -97,7 +99,7 @@ def test_errors_are_typed_and_server_keeps_serving(client: openai.OpenAI, stack:
     assert set(raw.json()["error"]) >= {"message", "type", "param", "code"}
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL_ID, messages=[])
-    reply = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0)
     assert "Paris" in (reply.choices[0].message.content or "")
 
 

@@ -74,7 +74,7 @@ async def test_consumer_leaving_early_aborts_the_request() -> None:
         stream = eng.generate(PromptInput(text="a"), params(max_tokens=None), "early")
         async for _ in stream:
             break
-        await stream.aclose()
+        await stream.aclose()  # type: ignore[attr-defined]  # an async generator behind the AsyncIterator type
         for _ in range(100):
             if eng.load().running_sequences == 0 and runner.kv.num_free == 4:
                 break

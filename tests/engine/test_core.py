@@ -94,7 +94,7 @@ def test_new_request_joins_running_batch_and_finished_leave() -> None:
     for _ in range(3):
         core.step()
     core.add_request(req("b", [5], max_tokens=2))
-    seen = {}
+    seen: dict[str, list[ChoiceOutput]] = {}
     while core.has_work:
         for out in core.step():
             seen.setdefault(out.request_id, []).append(out)

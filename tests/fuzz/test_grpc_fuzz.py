@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -48,7 +49,7 @@ def generate_requests(draw: st.DrawFn) -> pb.GenerateRequest:
     # random sampling parameters, logit biases, stops and logprobs rather than refusing them at the door).
     wild = draw(st.booleans())
 
-    def pick(tame: st.SearchStrategy, anything: st.SearchStrategy) -> object:
+    def pick(tame: st.SearchStrategy, anything: st.SearchStrategy) -> Any:
         return draw(anything if wild else tame)
 
     req = pb.GenerateRequest(
@@ -83,7 +84,7 @@ def generate_requests(draw: st.DrawFn) -> pb.GenerateRequest:
     bias = pick(
         st.dictionaries(TOKEN, st.floats(-100, 100, width=32), max_size=3), st.dictionaries(UINT32, FLOAT, max_size=3)
     )
-    for token, value in bias.items():  # type: ignore[attr-defined]
+    for token, value in bias.items():
         req.sampling.logit_bias[token] = value
     # Always bounded (≤ 6 tokens, or so large the context check refuses it): keeps each generation short.
     req.stopping.max_tokens = pick(st.integers(1, 6), st.one_of(st.integers(0, 6), st.sampled_from([2**31, 2**32 - 1])))

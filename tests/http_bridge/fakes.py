@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 
+from bench.sse import body_payloads, json_or_done
 from inference_service.api.v1 import generation_pb2 as pb
 from inference_service.api.v1 import model_pb2
 
@@ -23,7 +24,7 @@ def text(index: int, value: str, logprobs: list[pb.TokenLogprob] | None = None) 
 
 
 def complete(
-    index: int, reason: int = pb.FINISH_REASON_EOS, prompt: int = 7, completion: int = 2
+    index: int, reason: pb.FinishReason = pb.FINISH_REASON_EOS, prompt: int = 7, completion: int = 2
 ) -> pb.GenerateResponse:
     usage = pb.Usage(prompt_tokens=prompt, completion_tokens=completion)
     return pb.GenerateResponse(index=index, complete=pb.GenerationComplete(finish_reason=reason, usage=usage))
@@ -41,7 +42,7 @@ def hello(n: int = 1) -> list[pb.GenerateResponse]:
 class FakeClient:
     """`script` is what Generate yields; an exception in it is raised at that point of the stream."""
 
-    script: list[pb.GenerateResponse | BaseException] = field(default_factory=hello)
+    script: Sequence[pb.GenerateResponse | BaseException] = field(default_factory=hello)
     models: list[model_pb2.ModelInfo] = field(
         default_factory=lambda: [model_pb2.ModelInfo(id=MODEL_ID, created=1700000000, fingerprint="abc123")]
     )
@@ -85,14 +86,8 @@ class FakeClient:
 
 
 def sse_payloads(body: str) -> list[object]:
-    """Split an SSE body into decoded JSON payloads, '[DONE]' kept as the string."""
-    import json
-
-    assert body.endswith("\n\n"), body
-    events = body[:-2].split("\n\n")
-    out: list[object] = []
-    for event_text in events:
-        assert event_text.startswith("data: "), event_text
-        data = event_text[len("data: ") :]
-        out.append(data if data == "[DONE]" else json.loads(data))
-    return out
+    """Split an SSE body into decoded JSON payloads, '[DONE]' kept as the string; the framing must be exactly
+    one `data: ` line per event and a blank line after each."""
+    payloads = body_payloads(body)
+    assert body == "".join(f"data: {payload}\n\n" for payload in payloads), body
+    return [json_or_done(payload) for payload in payloads]

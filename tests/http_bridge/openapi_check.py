@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonschema
+
+from bench.sse import DONE, body_payloads
 
 
 def validate(openapi: dict[str, Any], component: str, instance: object) -> None:
@@ -23,6 +26,4 @@ def is_valid(openapi: dict[str, Any], component: str, instance: object) -> bool:
 
 def sse_data(body: str) -> list[Any]:
     """JSON payloads of an SSE body (without the final [DONE])."""
-    import json
-
-    return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
+    return [json.loads(payload) for payload in body_payloads(body) if payload != DONE]

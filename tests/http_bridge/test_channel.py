@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,25 @@ async def served_by(client: InferenceClient, calls: int = 20) -> dict[str, int]:
     return {name: names.count(name) for name in sorted(set(names))}
 
 
+async def served_once(
+    client: InferenceClient, expected: Callable[[dict[str, int]], bool], timeout: float = 10.0
+) -> dict[str, int]:
+    """`served_by` polled until `expected` holds or `timeout` passes (the health watch stream and the channel's
+    connectivity deliver a change asynchronously); an RPC error before the deadline counts as "not yet"."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        past_deadline = asyncio.get_running_loop().time() >= deadline
+        try:
+            counts = await served_by(client)
+        except grpc.aio.AioRpcError:
+            if past_deadline:
+                raise
+        else:
+            if expected(counts) or past_deadline:
+                return counts
+        await asyncio.sleep(0.05)
+
+
 def spread(counts: dict[str, int]) -> bool:
     """Both replicas took a fair share (the first picks may come before the second connection is ready)."""
     return sorted(counts) == ["a", "b"] and min(counts.values()) >= 7
@@ -84,14 +103,11 @@ async def test_round_robin_skips_replicas_that_are_not_serving_or_gone(replicas:
         client = InferenceClient(channel)
         assert spread(await served_by(client))
         await a.health.set(READY_SERVICE, NOT_SERVING)
-        await asyncio.sleep(0.3)  # the health watch stream delivers the change
-        assert await served_by(client) == {"b": 20}
+        assert await served_once(client, lambda counts: counts == {"b": 20}) == {"b": 20}
         await a.health.set(READY_SERVICE, SERVING)
-        await asyncio.sleep(0.3)
-        assert spread(await served_by(client))
+        assert spread(await served_once(client, spread))
         await b.server.stop(0)
-        await asyncio.sleep(0.3)
-        assert await served_by(client) == {"a": 20}
+        assert await served_once(client, lambda counts: counts == {"a": 20}) == {"a": 20}
         assert await client.health(1) is True  # one SERVING replica is enough for the target
 
 

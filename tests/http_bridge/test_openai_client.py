@@ -8,6 +8,7 @@ import grpc
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from http_bridge.app import create_app
 from http_bridge.settings import BridgeSettings
@@ -15,7 +16,7 @@ from tests.http_bridge.fakes import MODEL_ID, FakeClient, hello, rpc_error
 
 pytestmark = pytest.mark.anyio
 
-MESSAGES = [{"role": "user", "content": "Say hello"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ async def sdk(fake: FakeClient) -> AsyncIterator[openai.AsyncOpenAI]:
 
 
 async def test_non_stream(sdk: openai.AsyncOpenAI) -> None:
-    completion = await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES, max_tokens=8)  # type: ignore[arg-type]
+    completion = await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES, max_tokens=8)
     assert completion.choices[0].message.content == "Hello"
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None and completion.usage.total_tokens == 9
@@ -38,7 +39,7 @@ async def test_stream(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:
     fake.script = hello(n=2)
     stream = await sdk.chat.completions.create(
         model=MODEL_ID,
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         stream=True,
         n=2,
         stream_options={"include_usage": True},
@@ -58,12 +59,12 @@ async def test_stream(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:
 
 async def test_bad_request_raises(sdk: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES, temperature=3)  # type: ignore[arg-type]
+        await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES, temperature=3)
     assert caught.value.param == "temperature"
     with pytest.raises(openai.BadRequestError) as caught:
         await sdk.chat.completions.create(
             model=MODEL_ID,
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
             tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
         )
     assert caught.value.param == "tools"
@@ -75,13 +76,13 @@ async def test_not_found_raises(sdk: openai.AsyncOpenAI, fake: FakeClient) -> No
     assert caught.value.code == "model_not_found"
     fake.script = [rpc_error(grpc.StatusCode.NOT_FOUND, "model 'x' is not served")]
     with pytest.raises(openai.NotFoundError):
-        await sdk.chat.completions.create(model="x", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        await sdk.chat.completions.create(model="x", messages=MESSAGES, stream=True)
 
 
 async def test_rate_limit_raises(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:
     fake.script = [rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full")]
     with pytest.raises(openai.RateLimitError):
-        await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES)  # type: ignore[arg-type]
+        await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES)
 
 
 async def test_models(sdk: openai.AsyncOpenAI) -> None:
@@ -93,7 +94,7 @@ async def test_models(sdk: openai.AsyncOpenAI) -> None:
 
 async def test_error_mid_stream_raises(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:
     fake.script = [*hello()[:1], rpc_error(grpc.StatusCode.UNAVAILABLE, "engine stopped")]
-    stream = await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    stream = await sdk.chat.completions.create(model=MODEL_ID, messages=MESSAGES, stream=True)
     with pytest.raises(openai.APIError, match="engine stopped"):
         async for _ in stream:
             pass

@@ -69,6 +69,7 @@ async def test_sse_body_closes_the_calls_of_a_merge_that_never_started() -> None
             yield b"x"
 
     body = streams.sse_body(events(), [merged, call])
+    assert isinstance(body, AsyncGenerator)  # so the client can leave: aclose()
     assert await anext(body) == b"opening"
     await body.aclose()  # the client left
     assert fake.closed == ["closed"]

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import gguf
 import numpy as np
@@ -103,22 +103,22 @@ def _dequantize(tensor: gguf.gguf_reader.ReaderTensor) -> np.ndarray:
 
 
 def _hparams(reader: gguf.GGUFReader, n_tokens_embd: int) -> DecoderHParams:
-    def field(key: str, default: object = None) -> object:
+    def field(key: str, default: Any = None) -> Any:  # GGUF metadata: a number, a string or a list
         f = reader.fields.get(key)
         return default if f is None else f.contents()
 
     arch = str(field("general.architecture"))
     if arch not in ARCHS:
         raise ValueError(f"architecture {arch!r} is not one of {ARCHS}")
-    n_layers = int(field(f"{arch}.block_count"))  # type: ignore[arg-type]
-    hidden = int(field(f"{arch}.embedding_length"))  # type: ignore[arg-type]
-    n_heads = int(field(f"{arch}.attention.head_count"))  # type: ignore[arg-type]
-    head_dim = int(field(f"{arch}.attention.key_length", hidden // n_heads))  # type: ignore[arg-type]
+    n_layers = int(field(f"{arch}.block_count"))
+    hidden = int(field(f"{arch}.embedding_length"))
+    n_heads = int(field(f"{arch}.attention.head_count"))
+    head_dim = int(field(f"{arch}.attention.key_length", hidden // n_heads))
     scaling_type = field(f"{arch}.rope.scaling.type", "linear")
     if scaling_type not in ("linear", "none"):
         raise NotImplementedError(f"rope scaling {scaling_type!r}")
-    factor = float(field(f"{arch}.rope.scaling.factor", 0.0))  # type: ignore[arg-type]
-    swa = int(field(f"{arch}.attention.sliding_window", 0)) if arch == "gemma3" else 0  # type: ignore[arg-type]
+    factor = float(field(f"{arch}.rope.scaling.factor", 0.0))
+    swa = int(field(f"{arch}.attention.sliding_window", 0)) if arch == "gemma3" else 0
     if arch == "gemma3":
         # llama-model.cpp: the 27B (62 layers) scales by hidden / heads, the others by the head size
         attn_scale = 1.0 / np.sqrt(hidden // n_heads if n_layers == 62 else head_dim)
@@ -130,18 +130,18 @@ def _hparams(reader: gguf.GGUFReader, n_tokens_embd: int) -> DecoderHParams:
         n_layers=n_layers,
         hidden=hidden,
         n_heads=n_heads,
-        n_kv_heads=int(field(f"{arch}.attention.head_count_kv", n_heads)),  # type: ignore[arg-type]
+        n_kv_heads=int(field(f"{arch}.attention.head_count_kv", n_heads)),
         head_dim=head_dim,
-        head_dim_v=int(field(f"{arch}.attention.value_length", hidden // n_heads)),  # type: ignore[arg-type]
-        n_rot=int(field(f"{arch}.rope.dimension_count", head_dim)),  # type: ignore[arg-type]
-        rope_base=float(field(f"{arch}.rope.freq_base", 10000.0)),  # type: ignore[arg-type]
+        head_dim_v=int(field(f"{arch}.attention.value_length", hidden // n_heads)),
+        n_rot=int(field(f"{arch}.rope.dimension_count", head_dim)),
+        rope_base=float(field(f"{arch}.rope.freq_base", 10000.0)),
         rope_scale=1.0 / factor if factor else 1.0,
         rope_neox=arch in _NEOX_ARCHS,
-        rms_eps=float(field(f"{arch}.attention.layer_norm_rms_epsilon")),  # type: ignore[arg-type]
-        vocab=int(field(f"{arch}.vocab_size", n_tokens_embd)),  # type: ignore[arg-type]
+        rms_eps=float(field(f"{arch}.attention.layer_norm_rms_epsilon")),
+        vocab=int(field(f"{arch}.vocab_size", n_tokens_embd)),
         attn_scale=float(attn_scale),
         embed_scale=embed_scale,
-        final_softcap=float(field(f"{arch}.final_logit_softcapping", 0.0)) if arch == "gemma3" else 0.0,  # type: ignore[arg-type]
+        final_softcap=float(field(f"{arch}.final_logit_softcapping", 0.0)) if arch == "gemma3" else 0.0,
         sliding_window=swa,
         swa_layers=tuple(swa > 0 and il % _GEMMA3_SWA_PATTERN < _GEMMA3_SWA_PATTERN - 1 for il in range(n_layers)),
         rope_base_swa=_GEMMA3_ROPE_BASE_SWA,
@@ -337,10 +337,10 @@ class ReferenceDecoder:
             out.append(nxt)
         return out
 
-    def with_hparams(self, **changes: object) -> ReferenceDecoder:
+    def with_hparams(self, **changes: Any) -> ReferenceDecoder:
         """The same weights under changed hyperparameters (for tests that probe one semantic at a time)."""
         return ReferenceDecoder(
-            replace(self.hp, **changes),  # type: ignore[arg-type]
+            replace(self.hp, **changes),
             self.token_embd,
             self.layers,
             self.output_norm,

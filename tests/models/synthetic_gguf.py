@@ -157,8 +157,8 @@ def random_weight(
         raise ValueError(f"{qtype.name}: row length {cols} is not a multiple of the block size {block}")
     f = _SCALES[qtype]
     blocks = rng.integers(0, 256, size=(rows * cols // block, type_size), dtype=np.uint8)
-    d_unit = rng.uniform(0.5, 1.5, size=blocks.shape[0])  # per-block scales differ: block mix-ups show
-    m_unit = f.centre * rng.uniform(0.5, 1.5, size=blocks.shape[0]) * (1.0 if f.subtracted else -1.0)
+    d_unit = rng.uniform(0.5, 1.5, size=(blocks.shape[0],))  # per-block scales differ: block mix-ups show
+    m_unit = f.centre * rng.uniform(0.5, 1.5, size=(blocks.shape[0],)) * (1.0 if f.subtracted else -1.0)
 
     def set_scales(scale: float) -> None:
         blocks[:, f.d : f.d + 2] = (d_unit * scale).astype(np.float16).view(np.uint8).reshape(-1, 2)

@@ -243,7 +243,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[A
         calls["convert"].append((gguf.name, out, precision))
         return out
 
-    def fake_load(settings: Any, folder: Path, model_id: str) -> SimpleNamespace:
+    def fake_load(settings: Any, folder: Path, model_id: str, aliases: tuple[str, ...] = ()) -> SimpleNamespace:
         calls["load"].append((folder, model_id))
         return SimpleNamespace(model_id=model_id)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -15,7 +16,7 @@ from tests.models.reference_decoder import ReferenceDecoder
 from tests.models.synthetic_gguf import BLOCK_TYPES, WEIGHT_STD, write_tiny_gguf
 
 Q = gguf.GGMLQuantizationType
-VARIANTS = {
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "llama": ("llama", {}),
     "llama-tied": ("llama", {"tied": True}),
     "llama3-rope-freqs": ("llama", {"rope_freqs": True}),

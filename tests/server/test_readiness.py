@@ -44,7 +44,7 @@ async def test_ready_while_the_loop_runs_and_not_after_it_dies() -> None:
         def die(*args: object) -> None:
             raise LoopKiller
 
-        runner.forward = die  # type: ignore[method-assign]
+        runner.forward = die  # type: ignore[method-assign, assignment]
         params = GenerationParams(SamplingParams(temperature=0.0), StoppingParams(max_tokens=3))
         with pytest.raises(EngineUnavailableError):
             async for _ in engine.generate(PromptInput(text="ab"), params, "x"):

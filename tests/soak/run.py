@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.sse import DONE, SSEDecoder
 from tests.e2e.conftest import MODEL_ID, free_port
 from tests.e2e.reliability import rss_kib, start_bridge, start_service
 
@@ -71,11 +72,12 @@ async def one(client: httpx.AsyncClient, url: str, rng: random.Random, totals: T
                 await response.aread()
                 totals.errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
                 return
+            decoder = SSEDecoder()
             async for line in response.aiter_lines():
-                if not line.startswith("data: "):
+                payload = decoder.feed(line)
+                if payload is None:
                     continue
-                payload = line.removeprefix("data: ")
-                if payload == "[DONE]":
+                if payload == DONE:
                     done = True
                     break
                 if '"error"' in payload and "error" in json.loads(payload):
@@ -115,7 +117,7 @@ async def drive(url: str, clients: int, seconds: float, seed: int) -> Totals:
     return totals
 
 
-def p(values: list[float], q: float) -> float:
+def p(values: list[float], q: int) -> float:
     if not values:
         return float("nan")
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]

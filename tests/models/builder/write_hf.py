@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -25,7 +26,7 @@ def unpermute(w: np.ndarray, heads: int) -> np.ndarray:
 def main(gguf_path: Path, tokenizer_dir: Path, out: Path) -> None:
     reader = gguf.GGUFReader(gguf_path)
 
-    def field(key: str) -> object:
+    def field(key: str) -> Any:  # GGUF metadata: a number, a string or a list
         return reader.fields[key].contents()
 
     heads, kv_heads = int(field("llama.attention.head_count")), int(field("llama.attention.head_count_kv"))
