@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -115,3 +117,23 @@ def auth_bridge(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield AuthBridge(base, key, bridge)
     finally:
         bridge.stop()
+
+
+NODE_DIR = Path(__file__).parent / "node"
+
+
+def run_node_tests(script: str, env: dict[str, str]) -> None:
+    """`node --test` on one file of tests/e2e/node with `env` added; fails the test unless every node test passed."""
+    node = shutil.which("node")
+    assert node is not None, "Node.js is required (the machine's Node.js 20+)"
+    assert (NODE_DIR / "node_modules" / "openai").is_dir(), "run `make node-deps` (npm ci --prefix tests/e2e/node)"
+    result = subprocess.run(
+        [node, "--test", "--test-reporter=spec", script],
+        cwd=NODE_DIR,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert result.returncode == 0, f"node --test failed:\n{result.stdout}\n{result.stderr}"
+    assert "# fail 0" in result.stdout or "ℹ fail 0" in result.stdout, result.stdout

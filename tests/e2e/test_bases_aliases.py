@@ -4,8 +4,6 @@ every example of the product brief (docs: /work/shared/product-brief) with only 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,10 +16,9 @@ import openai
 import pytest
 
 from tests.conftest import DEVICE
-from tests.e2e.conftest import MODEL_ID, free_port, grpc_serving, start, wait_until
+from tests.e2e.conftest import MODEL_ID, free_port, grpc_serving, run_node_tests, start, wait_until
 
 pytestmark = pytest.mark.e2e
-NODE_DIR = Path(__file__).parent / "node"
 BASES = ["/v1", "", "/v1/inference"]
 # The product brief's names: Ektos, Avangenio (three models), GravixLayer; plus a name with a slash.
 HOSTED = ["llama-3.1-8b-instruct", "spark", "radiance", "supernova", "llama3.1:8b-instruct-fp16"]
@@ -152,17 +149,4 @@ def test_product_brief_python_examples(served: Served, doc: str, base: str, mode
 
 
 def test_official_node_client_at_every_base(served: Served) -> None:
-    node = shutil.which("node")
-    assert node is not None, "Node.js is required (the machine's Node.js 20+)"
-    assert (NODE_DIR / "node_modules" / "openai").is_dir(), "run `make node-deps` (npm ci --prefix tests/e2e/node)"
-    env = {**os.environ, "ROOT_URL": served.root, "API_KEY": served.key, "MODEL_ID": MODEL_ID}
-    result = subprocess.run(
-        [node, "--test", "--test-reporter=spec", "bases.test.mjs"],
-        cwd=NODE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    assert result.returncode == 0, f"node --test failed:\n{result.stdout}\n{result.stderr}"
-    assert "# fail 0" in result.stdout or "ℹ fail 0" in result.stdout, result.stdout
+    run_node_tests("bases.test.mjs", {"ROOT_URL": served.root, "API_KEY": served.key, "MODEL_ID": MODEL_ID})
