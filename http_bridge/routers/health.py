@@ -11,6 +11,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
+@router.get("/health/live")
 async def live() -> dict[str, str]:
     """The bridge process is up; says nothing about the inference service."""
     return {"status": "ok"}

@@ -36,12 +36,16 @@ class InferenceServer:
         self.models = models
         self.metrics = ServiceMetrics(models)
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        options: list[tuple[str, int]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if settings.max_connection_age_s > 0:  # clients re-resolve their dns:/// target when a connection ends
+            options += [
+                ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * 1000)),
             ]
-        )
+        self.server = grpc.aio.server(options=options)
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(
             GenerationServicer(models, self.metrics), self.server
         )

@@ -77,6 +77,16 @@ class ServiceSettings(BaseSettings):
     )
     log_format: Literal["json", "text"] = "json"
     shutdown_grace_s: float = Field(10.0, ge=0)
+    max_connection_age_s: float = Field(
+        0.0,
+        ge=0,
+        description="close each client connection after this long (gRPC GOAWAY; open streams finish within "
+        "max_connection_age_grace_s), so that clients resolving a dns:/// target re-resolve and reach replicas added "
+        "since they connected (Kubernetes scale-up); 0 = never",
+    )
+    max_connection_age_grace_s: float = Field(
+        900.0, ge=0, description="how long streams open on a connection closed by max_connection_age_s may still run"
+    )
     log_level: str = "INFO"
 
     @field_validator("served_model_name", mode="before")

@@ -42,9 +42,10 @@ async def test_retrieve_unknown_model_is_404(http: httpx.AsyncClient) -> None:
     assert (await http.get("/v1/models")).status_code == 200
 
 
-async def test_live(http: httpx.AsyncClient, fake: FakeClient) -> None:
+@pytest.mark.parametrize("path", ["/health", "/health/live"])
+async def test_live(http: httpx.AsyncClient, fake: FakeClient, path: str) -> None:
     fake.healthy = False
-    response = await http.get("/health")
+    response = await http.get(path)
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
