@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from inference_service.models.gguf_weights import BlockQuantized, Dense, Weight, dequantize
+from inference_service.models.gguf_weights import BlockQuantized, Dense, Weight, dequantize, pack4
 from inference_service.models.precision import FP32, ElementType
 
 IR_VERSION = 10  # onnxruntime 1.31 loads at most IR 13; onnx 1.23 would write 14
@@ -130,7 +130,7 @@ class _Builder:
             zp = w.zero_points
             if zp.shape[1] % 2:  # two codes a byte, rows padded to whole bytes
                 zp = np.concatenate([zp, np.zeros((w.n, 1), np.uint8)], axis=1)
-            inputs.append(self.init(f"{prefix}.zero_points", (zp[:, 0::2] | (zp[:, 1::2] << 4)).reshape(-1)))
+            inputs.append(self.init(f"{prefix}.zero_points", pack4(zp).reshape(-1)))
         y = self.node(
             "MatMulNBits",
             inputs,

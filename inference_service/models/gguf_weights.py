@@ -182,8 +182,8 @@ def _decode(raw: np.ndarray, qtype: QT, n: int, k: int) -> _Codes | None:
     return None
 
 
-def _pack4(codes: np.ndarray) -> np.ndarray:
-    """uint8 codes 0..15 [..., block] → MatMulNBits bytes [..., block/2]: byte j holds 2j (low) and 2j + 1."""
+def pack4(codes: np.ndarray) -> np.ndarray:
+    """4-bit codes 0..15 [..., 2m] → MatMulNBits bytes [..., m]: byte j holds 2j (low) and 2j + 1 (high)."""
     return (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
 
 
@@ -192,10 +192,10 @@ def _to_nbits(c: _Codes, n: int, k: int) -> BlockQuantized:
     if c.span <= 16:
         zp = np.full(c.scale.shape, -c.lo, np.uint8)
         implicit = c.lo == -8
-        return BlockQuantized(4, n, k, _pack4(shifted), c.scale, c.offset, c.block, 1, None if implicit else zp)
+        return BlockQuantized(4, n, k, pack4(shifted), c.scale, c.offset, c.block, 1, None if implicit else zp)
     assert c.lo % 16 == 0 and c.span <= 256, (c.lo, c.span)
     low, high = shifted & 0x0F, shifted >> 4
-    packed = np.concatenate([_pack4(low), _pack4(high)], axis=1)  # term 0 blocks, then term 1 blocks
+    packed = np.concatenate([pack4(low), pack4(high)], axis=1)  # term 0 blocks, then term 1 blocks
     scales = np.concatenate([c.scale, 16 * c.scale], axis=1)
     zero_points = np.concatenate(
         [np.zeros(c.scale.shape, np.uint8), np.full(c.scale.shape, -c.lo // 16, np.uint8)], axis=1
@@ -210,14 +210,13 @@ def transcode(raw: np.ndarray, qtype: QT, n: int, k: int) -> Weight:
         if qtype == QT.BF16:
             values = (values.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
         return Dense(values.astype(np.float32).reshape(n, k))
-    if qtype == QT.Q4_1:  # the original form: implicit zero point 8, offset 8d + m
-        b = _blocks(raw, n, k, 32, 20)
-        d, m = _f16(b, 0), _f16(b, 2)
-        return BlockQuantized(4, n, k, _pack4(_nibbles(b[..., 4:])), d, 8.0 * d + m)
     try:
         codes = _decode(raw, qtype, n, k)
     except UnsupportedTensorTypeError:
         codes = None  # a row length the block form cannot take: dense below
+    if codes is not None and qtype == QT.Q4_1:  # the original form: implicit zero point 8, offset 8d + m
+        assert codes.offset is not None
+        return BlockQuantized(4, n, k, pack4(codes.codes), codes.scale, 8.0 * codes.scale + codes.offset)
     if codes is not None:
         return _to_nbits(codes, n, k)
     try:
@@ -231,9 +230,9 @@ def transcode(raw: np.ndarray, qtype: QT, n: int, k: int) -> Weight:
 def transcode_table(raw: np.ndarray, qtype: QT, n: int, k: int) -> Weight:
     """An embedding table [vocab, hidden]: Q8_0 stays 8-bit (GatherBlockQuantized takes it); others dense."""
     if qtype == QT.Q8_0:
-        b = _blocks(raw, n, k, 32, 34)
-        q = (b[..., 2:].view(np.int8).astype(np.int16) + 128).astype(np.uint8)
-        return BlockQuantized(8, n, k, q, _f16(b, 0), None)
+        codes = _decode(raw, qtype, n, k)
+        assert codes is not None
+        return BlockQuantized(8, n, k, (codes.codes + 128).astype(np.uint8), codes.scale, None)
     w = transcode(raw, qtype, n, k)
     return w if isinstance(w, Dense) else Dense(dequantize(w))
 
