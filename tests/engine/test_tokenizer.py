@@ -17,6 +17,7 @@ from inference_service.engine.errors import InvalidRequestError
 from inference_service.engine.tokenizer import ChatTemplateError, Tokenizer
 from inference_service.engine.types import ChatMessage
 from inference_service.models.gguf_tokenizer import write_tokenizer_files
+from tests.models.synthetic_gguf import write_gguf
 
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
@@ -276,10 +277,7 @@ def _spm_gguf(path: Path, add_space_prefix: bool) -> gguf.GGUFReader:
     writer.add_eos_token_id(2)
     writer.add_unk_token_id(0)
     writer.add_add_space_prefix(add_space_prefix)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_gguf(writer)
     return gguf.GGUFReader(path)
 
 

@@ -13,15 +13,15 @@ Shapes respect the block sizes: every row length (hidden, ffn, heads * head_dim)
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import gguf
 import numpy as np
+
+from tests.models.reference_bpe import byte_chars, learn_merges
 
 Q = gguf.GGMLQuantizationType
 WEIGHT_STD = 0.05
@@ -92,54 +92,16 @@ _CORPUS = (
 )
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte → printable character table (each byte is one token of a byte-level BPE vocab)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
 def tiny_vocab(n_merges: int = 61) -> tuple[list[str], list[int], list[str]]:
     """A GPT-2 style byte-level BPE vocab: special tokens, the 256 byte tokens, then merges learnt on a fixed
     sentence (deterministic). Returns (tokens, token types, merges "a b")."""
-    byte_char = _bytes_to_unicode()
-    words = Counter(
-        tuple(byte_char[b] for b in w.encode()) for w in re.findall(r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+", _CORPUS)
-    )
-    tokens = [*SPECIAL_TOKENS, *(byte_char[b] for b in range(256))]
-    merges: list[str] = []
-    for _ in range(n_merges):
-        pairs: Counter[tuple[str, str]] = Counter()
-        for word, count in words.items():
-            for pair in itertools.pairwise(word):
-                pairs[pair] += count
-        if not pairs:
-            break
-        (a, b), _n = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))  # most frequent, ties by text
-        merges.append(f"{a} {b}")
-        tokens.append(a + b)
-        new_words: Counter[tuple[str, ...]] = Counter()
-        for word, count in words.items():
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == (a, b):
-                    out.append(a + b)
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            new_words[tuple(out)] += count
-        words = new_words
+    pieces = re.findall(r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+", _CORPUS)
+    merges = learn_merges(pieces, n_merges)
+    tokens = [*SPECIAL_TOKENS, *byte_chars(), *(a + b for a, b in merges)]
     types = [int(gguf.TokenType.CONTROL)] * len(SPECIAL_TOKENS) + [int(gguf.TokenType.NORMAL)] * (
         len(tokens) - len(SPECIAL_TOKENS)
     )
-    return tokens, types, merges
+    return tokens, types, [f"{a} {b}" for a, b in merges]
 
 
 def random_weight(
@@ -270,11 +232,16 @@ def write_tiny_gguf(
             vector(f"blk.{i}.post_attention_norm.weight", cfg.hidden, 1.0, 0.1)
             vector(f"blk.{i}.post_ffw_norm.weight", cfg.hidden, 1.0, 0.1)
 
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_gguf(w)
     return path
+
+
+def write_gguf(writer: gguf.GGUFWriter) -> None:
+    """GGUFWriter's four steps once everything is added: header, metadata, tensors, close."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
 def _llama3_freq_factors(n_rot: int, base: float, factor: float = 8.0, low: float = 1.0, high: float = 4.0,

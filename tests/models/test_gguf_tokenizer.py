@@ -21,7 +21,7 @@ from inference_service.models.gguf_tokenizer import (
     write_tokenizer_files,
 )
 from tests.models.reference_bpe import GPT2_REGEX, LLAMA3_REGEX, QWEN2_REGEX, BpeReference, learn_merges
-from tests.models.synthetic_gguf import BOS_ID, EOS_ID, SPECIAL_TOKENS, tiny_vocab
+from tests.models.synthetic_gguf import BOS_ID, EOS_ID, SPECIAL_TOKENS, tiny_vocab, write_gguf
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +112,7 @@ def _tiny_gguf(path: Path, model: str, pre: str = "gpt2") -> gguf.GGUFReader:
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(["a", "b", "ab"])
     writer.add_token_merges(["a b"])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_gguf(writer)
     return gguf.GGUFReader(path)
 
 
@@ -196,10 +193,7 @@ def _bpe_gguf(path: Path, pre: str, add_bos: bool | None) -> gguf.GGUFReader:
     writer.add_eos_token_id(EOS_ID)
     if add_bos is not None:  # missing: llama.cpp's default, true for the Llama 3 family only
         writer.add_add_bos_token(add_bos)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_gguf(writer)
     return gguf.GGUFReader(path)
 
 

@@ -17,6 +17,7 @@ from inference_service.models.gguf_tokenizer import (
     write_tokenizer_files,
 )
 from tests.models.reference_spm import SpmReference
+from tests.models.synthetic_gguf import write_gguf
 
 # --- SentencePiece ("llama") vocabularies: Gemma 3's real GGUF ---------------------------------------------------
 
@@ -216,10 +217,7 @@ def _tiny_spm_gguf(path: Path, add_space_prefix: bool | None) -> gguf.GGUFReader
     writer.add_eos_token_id(2)
     if add_space_prefix is not None:  # missing: llama.cpp's SPM default, true
         writer.add_add_space_prefix(add_space_prefix)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_gguf(writer)
     return gguf.GGUFReader(path)
 
 
