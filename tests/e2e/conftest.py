@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,16 @@ from bench import processes
 from bench.processes import Process, free_port
 from tests.conftest import DEVICE
 
-__all__ = ["MODEL_ID", "Process", "free_port", "grpc_serving", "start", "wait_until"]  # imported by other tests
+__all__ = [
+    "MODEL_ID",
+    "Process",
+    "create_key",
+    "free_port",
+    "grpc_serving",
+    "running_stack",
+    "start",
+    "wait_until",
+]  # imported by other tests
 
 MODEL_ID = "smollm2-135m-instruct"
 
@@ -51,41 +61,43 @@ class Stack:
     bridge: Process
 
 
-@pytest.fixture(scope="session")
-def stack(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("logs")
+@contextlib.contextmanager
+def running_stack(
+    log_dir: Path, serve_args: list[str], bridge_args: Sequence[str] = (), ready_timeout: float = 120.0
+) -> Iterator[Stack]:
+    """`python -m inference_service serve *serve_args` and a bridge on it (`bridge_args` added), both ready; stopped
+    on exit, bridge first."""
     grpc_port, http_port = free_port(), free_port()
     target = f"127.0.0.1:{grpc_port}"
-    inference = start(
-        "inference",
-        [
-            "-m",
-            "inference_service",
-            "serve",
-            "--model",
-            str(model_dir),
-            "--model-id",
-            MODEL_ID,
-            "--port",
-            str(grpc_port),
-            "--max-num-seqs",
-            "8",
-            "--max-model-len",
-            "2048",
-            "--device",
-            DEVICE,
-        ],
-        logs,
-    )
-    bridge = start("bridge", ["-m", "http_bridge", "--inference-target", target, "--port", str(http_port)], logs)
+    inference = start("inference", ["-m", "inference_service", "serve", *serve_args, "--port", str(grpc_port)], log_dir)
+    bridge_cmd = ["-m", "http_bridge", "--inference-target", target, "--port", str(http_port), *bridge_args]
+    bridge = start("bridge", bridge_cmd, log_dir)
     try:
-        wait_until(lambda: grpc_serving(target, "inference_service.api.v1.GenerationService"), inference)
+        wait_until(lambda: grpc_serving(target, "inference_service.api.v1.GenerationService"), inference, ready_timeout)
         base = f"http://127.0.0.1:{http_port}"
         wait_until(lambda: httpx.get(f"{base}/health/ready", timeout=2).status_code == 200, bridge)
         yield Stack(target, base, inference, bridge)
     finally:
         for process in (bridge, inference):
             process.stop()
+
+
+def create_key(keys_file: Path, name: str) -> str:
+    """`python -m http_bridge keys create`: the key printed once (its hash appended to `keys_file`)."""
+    created = subprocess.run(
+        [sys.executable, "-m", "http_bridge", "keys", "create", "--file", str(keys_file), "--name", name],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return created.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def stack(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    args = ["--model", str(model_dir), "--model-id", MODEL_ID, "--max-num-seqs", "8", "--max-model-len", "2048"]
+    with running_stack(tmp_path_factory.mktemp("logs"), [*args, "--device", DEVICE]) as running:
+        yield running
 
 
 @dataclass
@@ -101,13 +113,7 @@ class AuthBridge:
 def auth_bridge(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthBridge]:
     folder = tmp_path_factory.mktemp("auth")
     keys_file = folder / "keys.jsonl"
-    created = subprocess.run(
-        [sys.executable, "-m", "http_bridge", "keys", "create", "--file", str(keys_file), "--name", "e2e"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = created.stdout.strip()
+    key = create_key(keys_file, "e2e")
     port = free_port()
     args = ["-m", "http_bridge", "--inference-target", stack.grpc_target, "--port", str(port)]
     bridge = start("auth-bridge", [*args, "--api-keys-file", str(keys_file)], folder)

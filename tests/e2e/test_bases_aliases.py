@@ -4,8 +4,6 @@ every example of the product brief (docs: /work/shared/product-brief) with only 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import DEVICE
-from tests.e2e.conftest import MODEL_ID, free_port, grpc_serving, run_node_tests, start, wait_until
+from tests.e2e.conftest import MODEL_ID, create_key, run_node_tests, running_stack
 
 pytestmark = pytest.mark.e2e
 BASES = ["/v1", "", "/v1/inference"]
@@ -36,28 +34,11 @@ class Served:
 @pytest.fixture(scope="module")
 def served(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     logs = tmp_path_factory.mktemp("aliases")
-    keys_file = logs / "keys.jsonl"
-    created = subprocess.run(
-        [sys.executable, "-m", "http_bridge", "keys", "create", "--file", str(keys_file), "--name", "aliases"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    grpc_port, http_port = free_port(), free_port()
-    target = f"127.0.0.1:{grpc_port}"
-    args = ["-m", "inference_service", "serve", "--model", str(model_dir), "--served-model-name", *NAMES]
-    args += ["--port", str(grpc_port), "--max-num-seqs", "4", "--max-model-len", "2048", "--device", DEVICE]
-    inference = start("inference", args, logs)
-    bridge_args = ["-m", "http_bridge", "--inference-target", target, "--port", str(http_port)]
-    bridge = start("bridge", [*bridge_args, "--api-keys-file", str(keys_file)], logs)
-    try:
-        wait_until(lambda: grpc_serving(target, "inference_service.api.v1.GenerationService"), inference)
-        root = f"http://127.0.0.1:{http_port}"
-        wait_until(lambda: httpx.get(f"{root}/health/ready", timeout=2).status_code == 200, bridge)
-        yield Served(root, created.stdout.strip())
-    finally:
-        for process in (bridge, inference):
-            process.stop()
+    key = create_key(logs / "keys.jsonl", "aliases")
+    args = ["--model", str(model_dir), "--served-model-name", *NAMES, "--max-num-seqs", "4", "--max-model-len", "2048"]
+    bridge_args = ["--api-keys-file", str(logs / "keys.jsonl")]
+    with running_stack(logs, [*args, "--device", DEVICE], bridge_args) as stack:
+        yield Served(stack.base_url, key)
 
 
 def client(served: Served, base: str, key: str | None = None) -> openai.OpenAI:

@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 from tokenizers import Tokenizer
 
-from tests.e2e.conftest import free_port, grpc_serving, start, wait_until
+from tests.e2e.conftest import running_stack
 from tests.models.reference_decoder import ReferenceDecoder
 
 pytestmark = pytest.mark.e2e
@@ -22,21 +21,10 @@ PROMPT = "The capital of France is"
 
 @pytest.fixture(scope="module")
 def base_url(gemma_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    logs = tmp_path_factory.mktemp("gemma")
-    grpc_port, http_port = free_port(), free_port()
-    target = f"127.0.0.1:{grpc_port}"
-    args = ["-m", "inference_service", "serve", "--model", str(gemma_model_dir), "--model-id", MODEL_ID]
-    args += ["--port", str(grpc_port), "--max-num-seqs", "4", "--max-model-len", "1024", "--device", "cpu"]
-    inference = start("inference", [*args, "--threads", "1"], logs)
-    bridge = start("bridge", ["-m", "http_bridge", "--inference-target", target, "--port", str(http_port)], logs)
-    try:
-        wait_until(lambda: grpc_serving(target, "inference_service.api.v1.GenerationService"), inference, 300)
-        base = f"http://127.0.0.1:{http_port}"
-        wait_until(lambda: httpx.get(f"{base}/health/ready", timeout=2).status_code == 200, bridge)
-        yield base
-    finally:
-        for process in (bridge, inference):
-            process.stop()
+    args = ["--model", str(gemma_model_dir), "--model-id", MODEL_ID, "--max-num-seqs", "4", "--max-model-len", "1024"]
+    args += ["--device", "cpu", "--threads", "1"]
+    with running_stack(tmp_path_factory.mktemp("gemma"), args, ready_timeout=300) as stack:
+        yield stack.base_url
 
 
 @pytest.fixture(scope="module")
