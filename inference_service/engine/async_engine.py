@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from inference_service.engine.constraints import Grammar, GrammarCompiler
 from inference_service.engine.core import EngineCore
 from inference_service.engine.errors import (
     ContextLengthExceededError,
@@ -23,7 +24,14 @@ from inference_service.engine.errors import (
     QueueFullError,
 )
 from inference_service.engine.tokenizer import Tokenizer
-from inference_service.engine.types import ChatMessage, ChoiceOutput, GenerationParams, GenerationRequest, ServerLoad
+from inference_service.engine.types import (
+    ChatMessage,
+    ChoiceOutput,
+    GenerationParams,
+    GenerationRequest,
+    ServerLoad,
+    Tool,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +60,7 @@ class PromptInput:
 
     messages: tuple[ChatMessage, ...] | None = None
     add_generation_prompt: bool = True
+    tools: tuple[Tool, ...] = ()  # rendered into the chat prompt (empty when tool_choice is none)
     text: str | None = None
     token_ids: tuple[int, ...] | None = None
 
@@ -63,10 +72,17 @@ class PromptInput:
         return "messages" if self.messages is not None else "prompt"
 
 
+COMPILE_TIMEOUT_S = 10.0  # a grammar that takes longer to compile is refused (its worker thread runs on, bounded
+# by llguidance's parser limits)
+
+
 class AsyncEngine:
-    def __init__(self, core: EngineCore, tokenizer: Tokenizer, context_length: int) -> None:
+    def __init__(
+        self, core: EngineCore, tokenizer: Tokenizer, context_length: int, grammars: GrammarCompiler | None = None
+    ) -> None:
         self.core = core
         self.tokenizer = tokenizer
+        self.grammars = grammars
         self.context_length = min(context_length, core.runner.slot_capacity)
         self._inbox: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._streams: dict[str, asyncio.Queue[list[ChoiceOutput] | BaseException]] = {}
@@ -107,7 +123,7 @@ class AsyncEngine:
                 raise InvalidRequestError(f"token id {bad[0]} is outside the vocabulary", param="token_ids")
             text = self.tokenizer.decode(ids, skip_special_tokens=False)
         elif prompt.messages:
-            text = self.tokenizer.apply_chat_template(prompt.messages, prompt.add_generation_prompt)
+            text = self.tokenizer.apply_chat_template(prompt.messages, prompt.add_generation_prompt, prompt.tools)
             ids = self.tokenizer.encode(text)  # the template writes its own <bos>
         elif prompt.text:
             # a plain prompt gets what the tokenizer adds (e.g. <bos> where the GGUF says add_bos_token), as in
@@ -118,6 +134,28 @@ class AsyncEngine:
         if not ids:
             raise InvalidRequestError(f"{prompt.param} must not be empty", param=prompt.param)
         return text, ids
+
+    async def _compile(self, params: GenerationParams) -> Grammar:
+        """The request's constraint compiled off the event loop and the engine thread, within a time limit."""
+        assert params.constraint is not None
+        param = "tools" if params.tool_calls else "constraint"
+        if self.grammars is None:
+            raise InvalidRequestError("this model does not support constrained decoding", param=param)
+        if params.stopping.stop or params.stopping.stop_token_ids:
+            raise InvalidRequestError(
+                "stop strings and stop token ids cannot be combined with a constraint or tools: the output ends "
+                "where its grammar is complete",
+                param="stop",
+            )
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self.grammars.compile, params.constraint, param), COMPILE_TIMEOUT_S
+            )
+        except TimeoutError:
+            raise InvalidRequestError(
+                f"the {params.constraint.kind.value} constraint did not compile within {COMPILE_TIMEOUT_S:g} s",
+                param=param,
+            ) from None
 
     def _validate(self, request: GenerationRequest) -> None:
         outside = [t for t in request.sampling.logit_bias if not 0 <= t < self.tokenizer.vocab_size]
@@ -142,6 +180,7 @@ class AsyncEngine:
         if not self.accepting:
             raise EngineUnavailableError("the server is shutting down; retry on another replica")
         _, ids = self.render(prompt)
+        grammar = await self._compile(params) if params.constraint is not None else None
         request = GenerationRequest(
             request_id,
             ids,
@@ -150,6 +189,8 @@ class AsyncEngine:
             params.output,
             params.n,
             arrival_time=time.monotonic(),
+            grammar=grammar,
+            tool_calls=params.tool_calls,
         )
         self._validate(request)
         if request.request_id in self._streams:

@@ -6,13 +6,14 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
 
 from inference_service.engine.detokenizer import IncrementalDetokenizer, StopMatcher
-from inference_service.engine.errors import EngineError, EngineInternalError, QueueTimeoutError
+from inference_service.engine.errors import EngineError, EngineInternalError, InvalidRequestError, QueueTimeoutError
 from inference_service.engine.kv_cache import KVCache
 from inference_service.engine.lm_head import Row, ScreenedRows, resolve
 from inference_service.engine.prefix_cache import PrefixCache, PrefixCacheConfig
@@ -26,6 +27,7 @@ from inference_service.engine.scheduler import (
 )
 from inference_service.engine.sequence import Sequence, SequenceStatus
 from inference_service.engine.tokenizer import Tokenizer
+from inference_service.engine.tool_calls import ToolCallParser
 from inference_service.engine.types import (
     ChoiceOutput,
     FinishReason,
@@ -35,6 +37,7 @@ from inference_service.engine.types import (
     StoppingParams,
     Timing,
     TokenLogprob,
+    ToolCallDelta,
     TopLogprob,
 )
 
@@ -74,6 +77,7 @@ class EngineCore:
         self._failures: list[tuple[str, EngineError]] = []
         self._stepping: list[str] = []  # requests with a sequence in the current (or last) step
         self.fault_hook: Callable[[Sequence], None] | None = None  # tests inject step failures through it
+        self._mask_worker: ThreadPoolExecutor | None = None  # constrained rows' masks, computed during the passes
 
     @property
     def has_work(self) -> bool:
@@ -95,6 +99,8 @@ class EngineCore:
                     detokenizer=IncrementalDetokenizer(self.tokenizer, request.prompt_token_ids),
                     stop_matcher=StopMatcher(request.stopping.stop, request.stopping.include_stop_str_in_output),
                     generator=generator,
+                    matcher=request.grammar.matcher() if request.grammar is not None else None,
+                    tool_parser=ToolCallParser() if request.tool_calls else None,
                 )
             )
         self._requests[request.request_id] = seqs
@@ -175,14 +181,54 @@ class EngineCore:
         """Expire, schedule, run the decode pass and the prefill chunks, sample, postprocess."""
         self._expire_waiting()
         plan = self._schedule()
+        masks = self._start_masks(plan)
         ready: list[tuple[Sequence, Row]] = []  # sequences whose pending tokens all ran → sample
         if plan.decode_span:
             self._decode(plan.decode_span, ready)
         for group in group_prefill(plan.prefill):
             self._prefill(group, ready)
+        allowed = masks.result() if masks is not None else {}
+        ready = [(seq, row) for seq, row in ready if self._has_mask(seq, allowed)]
         if not ready:
             return []
-        return self._postprocess([seq for seq, _ in ready], self._sample(ready))
+        return self._postprocess([seq for seq, _ in ready], self._sample(ready, allowed))
+
+    def _start_masks(self, plan: ScheduleOutput) -> Future[dict[int, np.ndarray | str]] | None:
+        """The allowed tokens of the constrained sequences that sample this step, computed on a worker thread while
+        the passes run (llguidance and ONNX Runtime both release the GIL): seq_id → mask, or the matcher's error."""
+        seqs = [seq for _, seq in self._decode_rows(plan.decode_span) if seq.matcher is not None]
+        seqs += [c.seq for c in plan.prefill if c.seq.matcher is not None and c.num_tokens == c.seq.num_pending]
+        if not seqs:
+            return None
+        if self._mask_worker is None:
+            self._mask_worker = ThreadPoolExecutor(1, thread_name_prefix="grammar-masks")
+
+        def masks() -> dict[int, np.ndarray | str]:
+            out: dict[int, np.ndarray | str] = {}
+            for seq in seqs:
+                assert seq.matcher is not None
+                try:
+                    out[seq.seq_id] = seq.matcher.allowed()
+                except RuntimeError as e:
+                    out[seq.seq_id] = str(e)
+            return out
+
+        return self._mask_worker.submit(masks)
+
+    def _has_mask(self, seq: Sequence, allowed: dict[int, np.ndarray | str]) -> bool:
+        """False (and the request failed) when a constrained sequence has no token it may choose."""
+        if seq.matcher is None:
+            return True
+        mask = allowed.get(seq.seq_id)
+        if isinstance(mask, np.ndarray) and mask.any():
+            return True
+        if isinstance(mask, str):  # the matcher hit one of its limits (a grammar too complex to follow)
+            param = "tools" if seq.request.tool_calls else "constraint"
+            self._fail(seq.request.request_id, InvalidRequestError(f"the output's grammar failed: {mask}", param=param))
+        else:
+            logger.error("request %s: its grammar allows no next token", seq.request.request_id)
+            self._fail(seq.request.request_id, EngineInternalError("the output's grammar allows no next token"))
+        return False
 
     def _expire_waiting(self) -> None:
         for seq in self.scheduler.expire_waiting(time.monotonic()):
@@ -253,12 +299,12 @@ class EngineCore:
             self.prefix_cache.store(seq.token_ids, seq.slot)
         ready.append((seq, logits))
 
-    def _sample(self, ready: list[tuple[Sequence, Row]]) -> SampleResult:
+    def _sample(self, ready: list[tuple[Sequence, Row]], allowed: dict[int, np.ndarray | str]) -> SampleResult:
         """One token per ready sequence (row i of the result is ready[i])."""
-        requests = [self._sample_request(seq) for seq, _ in ready]
+        requests = [self._sample_request(seq, allowed.get(seq.seq_id)) for seq, _ in ready]
         return sample(resolve([row for _, row in ready], requests), requests)
 
-    def _sample_request(self, seq: Sequence) -> SampleRequest:
+    def _sample_request(self, seq: Sequence, allowed: np.ndarray | str | None = None) -> SampleRequest:
         out = seq.request.output
         penalized = seq.request.sampling.repetition_penalty != 1.0
         return SampleRequest(
@@ -267,6 +313,7 @@ class EngineCore:
             output_counts=seq.output_counts,
             seen_tokens=np.asarray(seq.token_ids, np.int64) if penalized else np.empty(0, np.int64),
             num_logprobs=out.top_logprobs if out.logprobs else -1,
+            allowed=allowed if isinstance(allowed, np.ndarray) else None,
         )
 
     def _postprocess(self, seqs: list[Sequence], result: SampleResult) -> list[ChoiceOutput]:
@@ -291,11 +338,21 @@ class EngineCore:
         seq.first_token_time = seq.first_token_time or now
         seq.token_ids.append(token)
         seq.output_counts[token] = seq.output_counts.get(token, 0) + 1
+        if seq.matcher is not None:
+            seq.matcher.consume(token)
         text, matched = self._check_stop(seq, token)
+        calls: tuple[ToolCallDelta, ...] = ()
+        if seq.tool_parser is not None:
+            text, deltas = seq.tool_parser.push(text)
+            calls = tuple(deltas)
+            if seq.finish_reason is not None:
+                text += seq.tool_parser.flush()
+                if seq.finish_reason is FinishReason.EOS and seq.tool_parser.calls:
+                    seq.finish_reason = FinishReason.TOOL_CALLS
         logprobs: tuple[TokenLogprob, ...] = ()
         if result.logprobs is not None and seq.request.output.logprobs:
             logprobs = (self._logprob(token, result.logprobs[row], result.top_ids[row], result.top_logprobs[row]),)
-        chunk = ChoiceOutput(seq.request.request_id, seq.index, text, (token,), logprobs)
+        chunk = ChoiceOutput(seq.request.request_id, seq.index, text, (token,), logprobs, tool_calls=calls)
         if seq.finish_reason is None:
             return chunk
         return self._finish(seq, chunk, matched, now)
@@ -313,6 +370,8 @@ class EngineCore:
             text, stop = seq.stop_matcher.push(seq.detokenizer.step([token]))
             if stop is not None:
                 seq.finish_reason, matched = FinishReason.STOP_SEQUENCE, stop
+        if seq.finish_reason is None and seq.matcher is not None and seq.matcher.stopped:
+            seq.finish_reason = FinishReason.EOS  # the grammar is complete: EOS is the only token it allows next
         if seq.finish_reason is None:
             if stopping.max_tokens is not None and seq.num_generated >= stopping.max_tokens:
                 seq.finish_reason = FinishReason.MAX_TOKENS

@@ -7,6 +7,11 @@ they are applied to the bounds first. Those candidates (median 2, p95 17 for gre
 their exact logit from the head's fp32 weights, every other token −inf: the sampler then picks exactly what it
 would pick from the full row. Rows that need the whole distribution (logprobs, sampling without top-k) run the
 fp32 head on their hidden state.
+
+A constrained row (engine/constraints.py) chooses only among its allowed tokens: bounds of the others are −inf
+before the k-th highest lower bound is taken, so no disallowed token is ever a candidate, also when fewer tokens
+are allowed than k. When few tokens are allowed at all, their exact logits are all a row needs, whatever its
+sampling: a gather of those rows of the head instead of the full head.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from inference_service.engine.sampler import SampleRequest, apply_penalties, is_
 from inference_service.models.screened_head import HIDDEN
 
 MAX_CANDIDATES = 4096  # beyond this, recomputing one by one costs more than the full head: use it
+# a constrained top-k or greedy row with at most this many allowed tokens skips screening: the gather of their
+# exact logits costs less than masking the bounds (bench/constrained.py)
+FEW_ALLOWED = 64
 
 
 class ExactHead:
@@ -79,14 +87,30 @@ def _kth_largest(values: np.ndarray, k: int) -> float:
 def candidates(row: ScreenedRow, req: SampleRequest) -> np.ndarray | None:
     """Every token the row's sampling could choose, or None when it needs the whole distribution."""
     p = req.params
+    if req.num_logprobs >= 0:
+        return None
     k = 1 if p.greedy else p.top_k
-    if req.num_logprobs >= 0 or not 0 < k < row.lower.shape[0]:
+    whole = not 0 < k < row.lower.shape[0]  # sampling over the whole distribution
+    allowed = None if req.allowed is None else np.flatnonzero(req.allowed)
+    if allowed is not None and allowed.shape[0] <= (MAX_CANDIDATES if whole else FEW_ALLOWED):
+        return allowed  # the exact logits of every token the row may choose: exact for any sampling
+    if whole:
         return None
     lower, upper = row.lower, row.upper
     if is_processed(p):
         lower, upper = apply_penalties(lower, req), apply_penalties(upper, req)
+    if allowed is not None:
+        lower, upper = _only(lower, allowed), _only(upper, allowed)
+        k = min(k, allowed.shape[0])
     ids = np.flatnonzero(upper >= _kth_largest(lower, k))
     return ids if 0 < ids.shape[0] <= MAX_CANDIDATES else None  # none: non-finite bounds, let the full head say
+
+
+def _only(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`values` at `ids`, −inf elsewhere."""
+    out = np.full_like(values, -np.inf)
+    out[ids] = values[ids]
+    return out
 
 
 def resolve(rows: list[Row], requests: list[SampleRequest]) -> np.ndarray:

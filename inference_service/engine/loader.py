@@ -16,6 +16,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from inference_service.engine.async_engine import AsyncEngine
+from inference_service.engine.constraints import GrammarCompiler
 from inference_service.engine.core import EngineCore
 from inference_service.engine.placement import check_placement, summary
 from inference_service.engine.prefix_cache import PrefixCacheConfig
@@ -127,7 +128,9 @@ def load_model(
         model_id=model_id or folder.name,
         aliases=aliases,
         config=config,
-        engine=AsyncEngine(core, tokenizer, config.context_length),
+        engine=AsyncEngine(
+            core, tokenizer, config.context_length, GrammarCompiler(folder / "tokenizer.json", eos, config.vocab_size)
+        ),
         execution_provider=runner.provider,
         precision=precision,
         fingerprint=fingerprint(folder),

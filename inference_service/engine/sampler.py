@@ -18,6 +18,7 @@ class SampleRequest:
     output_counts: dict[int, int]  # generated token id → times (frequency/presence penalties)
     seen_tokens: np.ndarray  # int64 ids of prompt + output (repetition penalty)
     num_logprobs: int  # −1 = none, 0 = sampled token only, k = also the top k
+    allowed: np.ndarray | None = None  # bool [vocab]: the tokens a constrained row may choose (engine/constraints.py)
 
 
 @dataclass(slots=True, frozen=True)
@@ -109,13 +110,18 @@ def filter_candidates(row: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, n
 
 
 def sample(logits: np.ndarray, requests: list[SampleRequest]) -> SampleResult:
+    """One token per row. Logprobs are the model's own distribution's; the choice is made after logit bias,
+    penalties and, for constrained rows, the mask (a disallowed token is never chosen)."""
     batch = logits.shape[0]
-    processed = logits  # a copy only when some row is penalized or biased
+    processed = logits  # a copy only when some row is penalized, biased or constrained
     for i, r in enumerate(requests):
-        if is_processed(r.params):
+        if is_processed(r.params) or r.allowed is not None:
             if processed is logits:
                 processed = logits.copy()
-            processed[i] = apply_penalties(logits[i], r)
+            if is_processed(r.params):
+                processed[i] = apply_penalties(logits[i], r)
+            if r.allowed is not None:
+                processed[i, ~r.allowed] = -np.inf
     chosen = processed.argmax(axis=-1).astype(np.int64)  # greedy rows: no softmax needed
     for i, r in enumerate(requests):
         if not r.params.greedy:

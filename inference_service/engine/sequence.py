@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inference_service.engine.constraints import Matcher
 from inference_service.engine.detokenizer import IncrementalDetokenizer, StopMatcher
+from inference_service.engine.tool_calls import ToolCallParser
 from inference_service.engine.types import FinishReason, GenerationRequest
 
 
@@ -34,6 +36,8 @@ class Sequence:
     finish_reason: FinishReason | None = None
     scheduled_time: float | None = None
     first_token_time: float | None = None
+    matcher: Matcher | None = None  # constrained decoding: advanced by every sampled token
+    tool_parser: ToolCallParser | None = None  # chat with callable tools: splits text and calls
 
     @property
     def num_pending(self) -> int:

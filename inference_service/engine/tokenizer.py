@@ -20,7 +20,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer as HFTokenizer
 
 from inference_service.engine.errors import InvalidRequestError
-from inference_service.engine.types import ChatMessage
+from inference_service.engine.tool_calls import tool_specs, with_tool_prompt
+from inference_service.engine.types import ChatMessage, Tool
 
 _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
 _NO_TEMPLATE = (
@@ -204,16 +205,29 @@ class Tokenizer:
             return bytes([int(token[3:5], 16)])
         return token.replace("▁", " ").encode("utf-8")  # SentencePiece's word-boundary marker
 
-    def apply_chat_template(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
-        """Render messages the way transformers' `apply_chat_template(tokenize=False)` does."""
+    def apply_chat_template(
+        self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True, tools: Sequence[Tool] = ()
+    ) -> str:
+        """Render messages the way transformers' `apply_chat_template(tokenize=False)` does.
+
+        A template that mentions `tools` gets them (and the messages' calls and results) the transformers way; for
+        one that ignores tools (SmolLM2's, Gemma 3's) the service writes them in: engine/tool_calls.py.
+        """
         try:
             template = self._template()
+            source = self._chat_template or ""
             # OpenAI's "developer" role is the system role for templates that do not know it (ChatML and most others).
-            knows_developer = "developer" in (self._chat_template or "")
+            knows_developer = "developer" in source
+            extra: dict[str, Any] = {}
+            if "tools" in source:
+                extra["tools"] = tool_specs(tools) if tools else None
+            else:
+                messages = with_tool_prompt(messages, tools)
             rendered = template.render(
                 messages=[_message_dict(m, knows_developer) for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 **{name: text or "" for name, text in self._specials.items()},
+                **extra,
             )
         except jinja2.TemplateError as exc:
             raise InvalidRequestError(f"chat template error: {exc}", param="messages") from exc
@@ -242,12 +256,27 @@ def _read_template(file: Path) -> str:
         raise ChatTemplateError(f"chat template {file}: cannot be read: {reason}") from e
 
 
-def _message_dict(message: ChatMessage, knows_developer: bool) -> dict[str, str]:
+def _message_dict(message: ChatMessage, knows_developer: bool) -> dict[str, Any]:
     role = "system" if message.role == "developer" and not knows_developer else message.role
-    d = {"role": role, "content": message.content}
+    d: dict[str, Any] = {"role": role, "content": message.content}
     if message.name:
         d["name"] = message.name
+    if message.tool_calls:
+        d["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _arguments(c.arguments)}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id:
+        d["tool_call_id"] = message.tool_call_id
     return d
+
+
+def _arguments(text: str) -> Any:
+    """Arguments as transformers passes them to templates: the parsed object (its text when it does not parse)."""
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return text
 
 
 def _byte_decoding(tokenizer: HFTokenizer) -> _ByteDecoding:

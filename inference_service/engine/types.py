@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from inference_service.engine.constraints import Grammar
 
 
 class FinishReason(enum.Enum):
@@ -13,6 +17,54 @@ class FinishReason(enum.Enum):
     MAX_TOKENS = "max_tokens"
     CONTEXT_LENGTH = "context_length"
     CANCELLED = "cancelled"
+    TOOL_CALLS = "tool_calls"  # EOS after one or more complete tool calls
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCall:
+    """A complete call: in the conversation (an assistant's earlier call) or assembled from the output's pieces."""
+
+    id: str
+    name: str
+    arguments: str  # a JSON object in text
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCallDelta:
+    """A piece of a call in the output: the first has id and name (no arguments), later ones argument text only."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Tool:
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] | None = None  # JSON Schema of the arguments; None = any object
+
+
+class ToolChoice(enum.Enum):
+    AUTO = "auto"  # text or calls; a call, once started, is constrained
+    NONE = "none"  # text only: tools are not rendered
+    REQUIRED = "required"  # one or more calls
+    FUNCTION = "function"  # exactly one call of Tools.function
+
+
+@dataclass(slots=True, frozen=True)
+class Tools:
+    """The functions a chat request offers and how the model may use them."""
+
+    tools: tuple[Tool, ...]
+    choice: ToolChoice = ToolChoice.AUTO
+    function: str = ""  # the function a FUNCTION choice names
+    parallel: bool = True
+
+    @property
+    def callable(self) -> bool:
+        return bool(self.tools) and self.choice is not ToolChoice.NONE
 
 
 @dataclass(slots=True, frozen=True)
@@ -20,6 +72,26 @@ class ChatMessage:
     role: str
     content: str
     name: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant messages
+    tool_call_id: str = ""  # tool messages
+
+
+class ConstraintKind(enum.Enum):
+    JSON_SCHEMA = "json_schema"
+    JSON_OBJECT = "json_object"
+    REGEX = "regex"
+    LARK = "lark"
+    CHOICE = "choice"
+
+
+@dataclass(slots=True, frozen=True)
+class Constraint:
+    """What the output must match (compiled by engine/constraints.py). `source`: the schema (JSON text), regex,
+    grammar or, for CHOICE, the choices as a JSON list; empty for JSON_OBJECT."""
+
+    kind: ConstraintKind
+    source: str = ""
+    whitespace_flexible: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -64,6 +136,8 @@ class GenerationParams:
     stopping: StoppingParams = field(default_factory=StoppingParams)
     output: OutputParams = field(default_factory=OutputParams)
     n: int = 1
+    constraint: Constraint | None = None
+    tool_calls: bool = False  # the constraint is a tool-call grammar: calls in the output are parsed
 
 
 @dataclass(slots=True)
@@ -77,6 +151,8 @@ class GenerationRequest:
     output: OutputParams = field(default_factory=OutputParams)
     n: int = 1
     arrival_time: float = 0.0
+    grammar: Grammar | None = None  # compiled constraint: each choice gets its own matcher
+    tool_calls: bool = False  # parse the output's tool calls (chat with callable tools)
 
 
 @dataclass(slots=True, frozen=True)
@@ -118,6 +194,7 @@ class ChoiceOutput:
     logprobs: tuple[TokenLogprob, ...] = ()
     finish_reason: FinishReason | None = None
     matched_stop: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timing: Timing | None = None

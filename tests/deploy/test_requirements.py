@@ -14,7 +14,7 @@ from tests.deploy.parsing import ROOT, load_script
 requirements = load_script("requirements")
 
 # Never in the bridge image (the bridge never imports onnxruntime, tokenizers or numpy: docs/architecture.md).
-ENGINE_ONLY = {"onnxruntime", "onnxruntime-gpu", "onnx", "gguf", "tokenizers", "numpy", "jinja2", "tqdm"}
+ENGINE_ONLY = {"onnxruntime", "onnxruntime-gpu", "onnx", "gguf", "tokenizers", "numpy", "jinja2", "tqdm", "llguidance"}
 
 
 def test_bridge_subset_excludes_the_engine_dependencies() -> None:

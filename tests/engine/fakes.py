@@ -57,5 +57,7 @@ class FakeTokenizer:
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return [(ord(c) - ord("a")) % VOCAB for c in text]
 
-    def apply_chat_template(self, messages: Sequence[object], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(
+        self, messages: Sequence[object], add_generation_prompt: bool = True, tools: Sequence[object] = ()
+    ) -> str:
         return "".join(getattr(m, "content", "") for m in messages)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
+import numpy as np
+
 from inference_service.engine.core import EngineCore
+from inference_service.engine.errors import InvalidRequestError
 from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.types import (
     ChoiceOutput,
@@ -15,7 +18,7 @@ from inference_service.engine.types import (
     SamplingParams,
     StoppingParams,
 )
-from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer
+from tests.engine.fakes import EOS, VOCAB, FakeRunner, FakeTokenizer
 
 GREEDY = SamplingParams(temperature=0.0)
 
@@ -276,3 +279,60 @@ def test_warm_up_raises_what_the_model_raises() -> None:
         assert "injected failure" in str(e)
     else:
         raise AssertionError("warm_up did not raise")
+
+
+class ScriptMatcher:
+    """A grammar whose language is one token sequence (a stand-in for llguidance's matcher)."""
+
+    def __init__(self, script: list[int], fail_at: int | None) -> None:
+        self.script, self.fail_at, self.pos = script, fail_at, 0
+
+    def allowed(self) -> np.ndarray:
+        if self.pos == self.fail_at:
+            raise RuntimeError("step fuel exhausted")
+        mask = np.zeros(VOCAB, bool)
+        mask[self.script[self.pos]] = True
+        return mask
+
+    def consume(self, token: int) -> None:
+        assert token == self.script[self.pos]
+        self.pos += 1
+
+    @property
+    def stopped(self) -> bool:
+        return self.pos == len(self.script)
+
+
+class ScriptGrammar:
+    def __init__(self, script: list[int], fail_at: int | None = None) -> None:
+        self.script, self.fail_at = script, fail_at
+
+    def matcher(self) -> ScriptMatcher:
+        return ScriptMatcher(self.script, self.fail_at)
+
+
+def test_constrained_choices_follow_their_grammar_and_end_when_it_is_complete() -> None:
+    core, _ = make_core()
+    grammar = cast(Any, ScriptGrammar([5, 3, 9]))  # the model would say 2, 3, 4 after [1]: the mask decides
+    core.add_request(req("done", [1], max_tokens=10, grammar=grammar, n=2))
+    core.add_request(req("cut", [1], max_tokens=2, grammar=grammar))
+    core.add_request(req("free", [1], max_tokens=3))
+    core.add_request(req("sampled", [1], max_tokens=10, grammar=grammar, sampling=SamplingParams(top_k=3, seed=1)))
+    outs = run(core)
+    for index in (0, 1):
+        done = outs[("done", index)]
+        assert text(done) == "fdj" and done[-1].finish_reason is FinishReason.EOS and done[-1].completion_tokens == 3
+    assert text(outs[("cut", 0)]) == "fd" and outs[("cut", 0)][-1].finish_reason is FinishReason.MAX_TOKENS
+    assert text(outs[("free", 0)]) == "cde"  # an unconstrained row in the same steps is untouched
+    assert text(outs[("sampled", 0)]) == "fdj"  # fewer allowed tokens than top_k: still only allowed ones
+
+
+def test_a_grammar_that_fails_fails_only_its_request() -> None:
+    core, _ = make_core()
+    core.add_request(req("bad", [1], max_tokens=10, grammar=cast(Any, ScriptGrammar([5, 3, 9], fail_at=1))))
+    core.add_request(req("good", [1], max_tokens=3))
+    outs = run(core)
+    (failed, error), *_ = core.take_failures()
+    assert failed == "bad" and isinstance(error, InvalidRequestError) and "step fuel exhausted" in str(error)
+    assert text(outs[("bad", 0)]) == "f"  # the token before the failure was sent
+    assert text(outs[("good", 0)]) == "cde"

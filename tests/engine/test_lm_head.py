@@ -119,6 +119,32 @@ def test_candidates_are_the_tokens_that_can_still_win() -> None:
     assert biased is not None and biased.tolist() == [99]
 
 
+@pytest.mark.parametrize("allowed_count", [1, 3, 40, 200, 499])
+def test_constrained_rows_choose_only_allowed_tokens_exactly(allowed_count: int) -> None:
+    """With a mask, the resolved rows sample what the full rows sample with the same mask, never a disallowed
+    token, also when fewer tokens are allowed than top-k; few allowed tokens need neither screen nor full head."""
+    rng = np.random.default_rng(allowed_count)
+    exact_head, fake = head(rng)
+    constrained = [*REQUESTS, request(temperature=1.0), request(temperature=0.9, top_k=50)]
+    for trial in range(10):
+        masks = []
+        for _ in constrained:
+            mask = np.zeros(V, bool)
+            mask[rng.choice(V, allowed_count, replace=False)] = True
+            masks.append(mask)
+        requests = [dataclasses.replace(r, allowed=m) for r, m in zip(fresh(constrained), masks, strict=True)]
+        hidden = rng.standard_normal((len(requests), K)).astype(np.float32)
+        rows = screened(exact_head, hidden, rng)
+        calls = fake.calls
+        got = sample(resolve([rows[i] for i in range(len(rows))], requests), requests).token_ids
+        full = hidden @ exact_head.weight.T
+        again = [dataclasses.replace(r, allowed=m) for r, m in zip(fresh(constrained), masks, strict=True)]
+        assert got.tolist() == sample(full, again).token_ids.tolist(), f"trial {trial}"
+        assert all(masks[i][t] for i, t in enumerate(got.tolist()))
+        if allowed_count <= lm_head.FEW_ALLOWED:  # the exact logits of the allowed tokens were enough for every row
+            assert fake.calls == calls
+
+
 def test_too_many_candidates_fall_back_to_the_full_head(monkeypatch: pytest.MonkeyPatch) -> None:
     row = ScreenedRow(np.zeros(V, np.float32), np.ones(V, np.float32), np.zeros(K, np.float32), cast(ExactHead, None))
     assert candidates(row, request(temperature=0.0)) is not None

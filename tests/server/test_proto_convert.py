@@ -104,8 +104,12 @@ def test_prompt_input_kinds_and_errors() -> None:
     for bad, param in (
         (pb.GenerateRequest(), "input"),
         (
-            pb.GenerateRequest(chat=pb.ChatInput(messages=[pb.ChatMessage(role="user"), pb.ChatMessage(role="tool")])),
+            pb.GenerateRequest(chat=pb.ChatInput(messages=[pb.ChatMessage(role="user"), pb.ChatMessage(role="robot")])),
             "messages[1].role",
+        ),
+        (
+            pb.GenerateRequest(chat=pb.ChatInput(messages=[pb.ChatMessage(role="user"), pb.ChatMessage(role="tool")])),
+            "messages[1].tool_call_id",
         ),
     ):
         with pytest.raises(InvalidRequestError) as err:
