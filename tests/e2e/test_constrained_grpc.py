@@ -108,7 +108,7 @@ def test_property_sampled_completions_validate(gen: Gen, schema: dict, seed: int
         "Reply with a JSON object.",
         constraint=pb.Constraint(json_schema=json.dumps(schema)),
         sampling=pb.SamplingParams(temperature=1.0, seed=seed),
-        stopping=pb.StoppingCriteria(max_tokens=400),
+        stopping=pb.StoppingCriteria(max_tokens=300),
         n=2,
     )
     for choice in run(gen, req).values():
