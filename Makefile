@@ -56,7 +56,12 @@ node-deps: $(NODE_DIR)/node_modules/.installed
 /usr/bin/chromium:
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
-pytest: model node-deps /usr/bin/chromium
+# Debian's redis-server for the tests of the bridge's shared rate limits and usage (tests/redis_server.py starts one
+# per test on a free loopback port; the package's own service is not used). A file target, as chromium's.
+/usr/bin/redis-server:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+
+pytest: model node-deps /usr/bin/chromium /usr/bin/redis-server
 	$(BIN)/pytest -q -ra
 
 test: lint typecheck buf-lint pytest

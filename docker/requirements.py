@@ -28,6 +28,7 @@ BRIDGE_PACKAGES = frozenset(
         "pydantic-settings",
         "prometheus-client",
         "python-json-logger",
+        "redis",  # per-key rate limits and usage shared by the bridge replicas
     }
 )
 # The CPU image takes the CPU build of the same onnxruntime release the GPU build pins.

@@ -1,16 +1,17 @@
-"""`python -m http_bridge` / `ortserve-bridge`: run the bridge with uvicorn; `… keys create` makes an API key."""
+"""`python -m http_bridge` / `ortserve-bridge`: run the bridge with uvicorn; `… keys create|list|revoke|update`
+manage API keys and `… usage` reports per-key usage (admin_cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import uvicorn
 
+from http_bridge.admin_cli import keys_main, usage_main
 from http_bridge.app import create_app
-from http_bridge.keys import KeyFileError, append_key
+from http_bridge.keys import KeyFileError
 from http_bridge.logs import configure_logging
 from http_bridge.routing import RoutesError, load_routes
 from http_bridge.settings import BridgeSettings
@@ -22,18 +23,10 @@ PROG = "ortserve-bridge"
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="OpenAI-compatible HTTP bridge to ortserve ('keys create --file PATH' makes an API key)",
+        description="OpenAI-compatible HTTP bridge to ortserve ('keys create --file PATH' makes an API key; "
+        "'keys list|revoke|update' and 'usage' manage keys and read their usage)",
     )
     add_settings_flags(parser, BridgeSettings)
-    return parser.parse_args(argv)
-
-
-def parse_keys_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ortserve-bridge keys", description="manage API keys")
-    commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", help="create a key, print it once, append only its sha256 to the file")
-    create.add_argument("--file", type=Path, required=True, help="keys file (created when missing)")
-    create.add_argument("--name", help="a label stored next to the hash")
     return parser.parse_args(argv)
 
 
@@ -42,17 +35,13 @@ def load_settings(argv: Sequence[str] | None = None) -> BridgeSettings:
     return settings_from_args(BridgeSettings, parse_args(argv), PROG)
 
 
-def keys_main(argv: Sequence[str]) -> None:
-    args = parse_keys_args(argv)
-    key = append_key(args.file, args.name)
-    print(key)  # shown once; only its hash is stored
-    print(f"stored its sha256 in {args.file}; this key cannot be shown again", file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["keys"]:
         keys_main(argv[1:])
+        return
+    if argv[:1] == ["usage"]:
+        usage_main(argv[1:])
         return
     settings = load_settings(argv)
     configure_logging(settings.log_level, settings.log_format)

@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from http_bridge.accounting import Accounting, RateLimitHeadersMiddleware
 from http_bridge.client import InferenceClientProtocol
 from http_bridge.cors import cors_options
 from http_bridge.errors import register_exception_handlers
 from http_bridge.fingerprints import FingerprintCache
-from http_bridge.keys import KeyStore
+from http_bridge.key_reload import KeyRing
 from http_bridge.limits import BodySizeLimitMiddleware
 from http_bridge.metrics import BridgeMetrics, MeteredClient, MetricsMiddleware
 from http_bridge.middleware import RequestContextMiddleware
@@ -22,6 +23,7 @@ from http_bridge.routers import health, playground, public
 from http_bridge.routers import metrics as metrics_router
 from http_bridge.routing import RoutingClient
 from http_bridge.settings import BridgeSettings
+from http_bridge.shared_counters import SharedCounters, StoreMetrics, open_redis
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +31,31 @@ logger = logging.getLogger(__name__)
 def create_app(settings: BridgeSettings | None = None, client: InferenceClientProtocol | None = None) -> FastAPI:
     """Build the bridge app. With `client` given (tests) no channel is opened; the lifespan is optional."""
     settings = settings or BridgeSettings()
-    keys = KeyStore.build(settings.api_keys, settings.api_keys_file)  # a bad keys file fails here, at start
+    # a bad keys file fails here, at start
+    keys = KeyRing(settings.api_keys, settings.api_keys_file, settings.keys_reload_interval_s)
     metrics = BridgeMetrics()
+    redis = open_redis(settings.redis_url, settings.redis_timeout_s) if settings.redis_url else None
+    counters = SharedCounters(redis, settings.redis_timeout_s, settings.redis_retry_s, StoreMetrics(metrics.registry))
+    accounting = Accounting(counters, settings.rate_limit_window_s, metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if keys.enabled:
-            logger.info("API key authentication is on (%d keys)", len(keys.hashes))
+        if keys.store.enabled:
+            logger.info("API key authentication is on (%d keys)", len(keys.store.records))
         else:
             logger.warning(
                 "API key authentication is off: set ORTSERVE_BRIDGE_API_KEYS_FILE (--api-keys-file) "
                 "or ORTSERVE_BRIDGE_API_KEYS to turn it on"
             )
+        logger.info("per-key rate limits and usage: %s", counters.describe())
+        try:
+            async with _serving(app):
+                yield
+        finally:
+            await accounting.aclose()
+
+    @asynccontextmanager
+    async def _serving(app: FastAPI) -> AsyncIterator[None]:
         if client is not None:
             yield
             return
@@ -64,7 +79,9 @@ def create_app(settings: BridgeSettings | None = None, client: InferenceClientPr
     app.state.metrics = metrics
     app.state.fingerprints = FingerprintCache()
     app.state.keys = keys
+    app.state.accounting = accounting
     register_exception_handlers(app)
+    app.add_middleware(RateLimitHeadersMiddleware, accounting=accounting)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)

@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from http_bridge import sse, streams
+from http_bridge.accounting import Accounting, Ticket
 from http_bridge.client import InferenceClientProtocol
 from http_bridge.deps import ClientDep, FingerprintsDep, SettingsDep
 from http_bridge.fingerprints import FingerprintCache
@@ -58,6 +59,11 @@ class CompletionPipeline:
     settings: BridgeSettings
     fingerprints: FingerprintCache
 
+    @property
+    def accounting(self) -> Accounting:
+        accounting: Accounting = self.request.app.state.accounting
+        return accounting
+
     async def meta(self, id: str, model: str, *, logprobs: bool) -> CompletionMeta:
         fingerprint = await self.fingerprints.get(self.client, model)
         return CompletionMeta(
@@ -67,8 +73,28 @@ class CompletionPipeline:
     async def respond(
         self, body: SamplingRequest, requests: Sequence[pb.GenerateRequest], builder: ResponseBuilder[Any, Any]
     ) -> Response:
+        # The key's model access and rate limit (404/429); the ticket charges real usage when the calls end.
+        ticket = await self.accounting.admit(self.request.state, requests)
+        try:
+            response = await self._respond(body, requests, builder, ticket)
+        except BaseException:
+            ticket.settle()
+            raise
+        if not body.stream:
+            ticket.settle()
+        return response
+
+    async def _respond(
+        self,
+        body: SamplingRequest,
+        requests: Sequence[pb.GenerateRequest],
+        builder: ResponseBuilder[Any, Any],
+        ticket: Ticket,
+    ) -> Response:
         timeout_s = self.settings.request_timeout_s
-        calls = [self.client.generate(req, req.request_id, timeout_s) for req in requests]
+        calls = [
+            ticket.observe(i, self.client.generate(req, req.request_id, timeout_s)) for i, req in enumerate(requests)
+        ]
         if body.stream:
             firsts = await streams.first_messages(calls, self.settings.first_message_timeout_s)
             merged = streams.merge(calls, firsts)

@@ -77,7 +77,38 @@ class BridgeSettings(BaseSettings):
     )
     api_keys_file: Path | None = Field(
         default=None,
-        description="file of sha256 key hashes (`python -m http_bridge keys create --file PATH`); adds to api_keys",
+        description="file of sha256 key hashes and their limits (`python -m http_bridge keys create --file PATH`), "
+        "reloaded when it changes; adds to api_keys",
+    )
+    keys_reload_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="how often a request checks the keys file for changes (mtime, size, inode) and reloads it: "
+        "created, revoked and updated keys hold within this time; 0 = on every request",
+    )
+    # Per-key limits and usage (docs/http_bridge.md): shared by every replica through Redis, else in this process.
+    redis_url: str | None = Field(
+        default=None,
+        repr=False,
+        description="Redis for the per-key rate limits and usage shared by all bridge replicas, e.g. "
+        "redis://redis:6379/0 (rediss:// for TLS; put a password in the environment, not on the command line); "
+        "none = counted in this process only",
+    )
+    redis_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        description="timeout of one Redis call; a failed or slow call falls back to this replica's counters",
+    )
+    redis_retry_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="after a Redis failure, count in this process for this long before trying Redis again",
+    )
+    rate_limit_window_s: float = Field(
+        default=60.0,
+        ge=0.1,
+        le=86_400,
+        description="the window of the keys' rpm/tpm limits, seconds (60 = per minute as OpenAI; smaller in tests)",
     )
     log_level: LogLevel = Field(default="INFO", description="root log level (uvicorn's too), any case")
     log_format: Literal["json", "text"] = Field(default="json", description="JSON lines or text (development)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 
 from http_bridge.deps import require_api_key
-from http_bridge.routers import chat, completions, models
+from http_bridge.routers import chat, completions, models, usage
 
 DOCUMENTED_BASE = "/v1"
 BASES = (DOCUMENTED_BASE, "", "/v1/inference")
@@ -19,6 +19,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 router.include_router(models.router)
 router.include_router(chat.router)
 router.include_router(completions.router)
+router.include_router(usage.router)
 
 
 def include(app: FastAPI) -> None:

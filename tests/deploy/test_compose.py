@@ -105,14 +105,14 @@ def loaded(*args: str, env: dict[str, str]) -> dict[str, Any]:
 
 def test_default_profile_from_dotenv_runs_the_gpu_service(keys_file: Path) -> None:
     project = loaded(env={"ORTSERVE_API_KEYS_FILE": str(keys_file)})
-    assert set(project["services"]) == {"model-init", "inference", "bridge"}
+    assert set(project["services"]) == {"model-init", "inference", "bridge", "redis"}
     devices = project["services"]["inference"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"capabilities": ["gpu"], "driver": "nvidia", "count": 1}]
 
 
 def test_profile_cpu_on_the_command_line_replaces_the_dotenv_default(keys_file: Path) -> None:
     project = loaded("--profile", "cpu", env={"ORTSERVE_API_KEYS_FILE": str(keys_file)})
-    assert set(project["services"]) == {"model-init", "inference-cpu", "bridge"}
+    assert set(project["services"]) == {"model-init", "inference-cpu", "bridge", "redis"}
     cpu = project["services"]["inference-cpu"]
     assert cpu["networks"]["default"]["aliases"] == ["inference"]
     assert cpu["environment"]["ORTSERVE_DEVICE"] == "cpu"
@@ -183,22 +183,26 @@ def test_depends_on_targets_exist_with_the_right_conditions(compose: dict[str, A
     for name in INFERENCE_SERVICES:
         assert "model-init" in services[name]["depends_on"]
     bridge = services["bridge"]["depends_on"]
-    assert set(bridge) == set(INFERENCE_SERVICES)
-    # Only one inference variant runs per profile, so neither may be required.
-    assert all(rule["required"] is False for rule in bridge.values())
+    assert set(bridge) == {*INFERENCE_SERVICES, "redis"}
+    # Only one inference variant runs per profile, so neither may be required; Redis always runs.
+    assert all(bridge[name]["required"] is False for name in INFERENCE_SERVICES)
+    assert bridge["redis"].get("required", True) is True
 
 
 def test_profiles_pick_exactly_one_inference_variant(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["inference"]["profiles"] == ["gpu"]
     assert services["inference-cpu"]["profiles"] == ["cpu"]
-    assert all("profiles" not in services[name] for name in ("model-init", "bridge"))
+    assert all("profiles" not in services[name] for name in ("model-init", "bridge", "redis"))
     assert dotenv()["COMPOSE_PROFILES"] == "gpu"
     assert services["inference-cpu"]["networks"]["default"]["aliases"] == ["inference"]
 
 
 def test_builds_point_at_existing_dockerfiles_and_targets(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
+        if "build" not in service:  # a released image (redis): pinned, never :latest
+            assert ":" in service["image"] and "latest" not in service["image"], name
+            continue
         build = service["build"]
         dockerfile = ROOT / build["context"] / build["dockerfile"]
         assert dockerfile.is_file(), name
@@ -228,6 +232,15 @@ def test_model_volume_is_written_by_model_init_only(compose: dict[str, Any]) -> 
     for name in INFERENCE_SERVICES:
         assert services[name]["volumes"] == ["models:/var/cache/ortserve:ro"]
     assert "models" in compose["volumes"]
+
+
+def test_redis_keeps_its_data_and_the_bridge_uses_it(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    assert redis["volumes"] == ["redis:/data"] and "redis" in compose["volumes"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "ports" not in redis  # reachable from the compose network only
+    url = interpolate(compose["services"]["bridge"]["environment"]["ORTSERVE_BRIDGE_REDIS_URL"], {})
+    assert url == "redis://redis:6379/0"
 
 
 def test_environment_names_are_real_settings(compose: dict[str, Any]) -> None:

@@ -44,7 +44,8 @@ READY_SERVICE = "inference_service.api.v1.GenerationService"
 LIVE_SERVICE = ""  # grpc.health.v1: the empty name is the server as a whole
 TARGET = re.compile(r"dns:///(?P<host>[a-z0-9.-]+):(?P<port>\d+)$")
 # deliberate differences from docker-compose.yml's defaults (docs/deployment.md#kubernetes says why)
-K8S_ONLY_VALUES = {"ORTSERVE_SHUTDOWN_GRACE_S", "ORTSERVE_THREADS"}
+# The manifests run no Redis (docs/deployment.md): the bridge's URL is empty there, the operator's to set.
+K8S_ONLY_VALUES = {"ORTSERVE_SHUTDOWN_GRACE_S", "ORTSERVE_THREADS", "ORTSERVE_BRIDGE_REDIS_URL"}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)

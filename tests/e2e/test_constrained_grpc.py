@@ -10,7 +10,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import jsonschema
@@ -25,7 +25,7 @@ from inference_service.api.v1 import generation_pb2_grpc
 from tests.e2e.conftest import MODEL_ID, Stack
 
 pytestmark = pytest.mark.e2e
-Gen = generation_pb2_grpc.GenerationServiceStub
+Gen: TypeAlias = generation_pb2_grpc.GenerationServiceStub
 
 
 @pytest.fixture(scope="module")
