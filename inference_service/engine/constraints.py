@@ -171,6 +171,9 @@ def tool_call_constraint(tools: Tools) -> Constraint:
     `<tool_call>[{"name": …, "arguments": {…}}, …]</tool_call>`, arguments valid for the named tool's schema.
     AUTO allows any text without `<tool_call>` first; a call, once opened, is constrained to the end."""
     offered = [t for t in tools.tools if tools.choice is not ToolChoice.FUNCTION or t.name == tools.function]
+    # each tool's schema becomes a definition of the grammar's schema, its local references ("#/$defs/…", pydantic's
+    # nested models and enums) rebased onto it
+    defs = {f"tool{i}": _rebase(t.parameters, f"#/$defs/tool{i}") for i, t in enumerate(offered) if t.parameters}
     calls: dict[str, Any] = {
         "type": "array",
         "items": {
@@ -179,15 +182,16 @@ def tool_call_constraint(tools: Tools) -> Constraint:
                     "type": "object",
                     "properties": {
                         "name": {"const": t.name},
-                        "arguments": t.parameters if t.parameters is not None else {"type": "object"},
+                        "arguments": {"$ref": f"#/$defs/tool{i}"} if t.parameters else {"type": "object"},
                     },
                     "required": ["name", "arguments"],
                     "additionalProperties": False,
                 }
-                for t in offered
+                for i, t in enumerate(offered)
             ]
         },
         "minItems": 1,
+        "$defs": defs,
         "x-guidance": _COMPACT,
     }
     if not tools.parallel or tools.choice is ToolChoice.FUNCTION:
@@ -200,3 +204,17 @@ def tool_call_constraint(tools: Tools) -> Constraint:
     else:
         start = body
     return Constraint(ConstraintKind.LARK, f"start: {start}\ncalls: %json {json.dumps(calls)}\n")
+
+
+def _rebase(schema: Any, base: str) -> Any:
+    """`schema` with every local `$ref` ("#…") moved under the JSON pointer `base`."""
+    if isinstance(schema, dict):
+        return {
+            key: base + value[1:]
+            if key == "$ref" and isinstance(value, str) and value.startswith("#")
+            else _rebase(value, base)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_rebase(item, base) for item in schema]
+    return schema

@@ -178,3 +178,29 @@ def test_tool_call_grammar(
 ) -> None:
     constraint = tool_call_constraint(Tools((WEATHER, CLOCK), choice, function, parallel))
     assert _accepts(compiler, hf, constraint, text) is ok
+
+
+def test_tool_schemas_with_local_references(compiler: GrammarCompiler, hf: Tokenizer) -> None:
+    """Schemas as pydantic writes them ($defs, $ref, recursion) keep their references inside the tool grammar."""
+    location = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    weather = {
+        "$defs": {"Loc": location, "Unit": {"enum": ["celsius", "fahrenheit"], "type": "string"}},
+        "type": "object",
+        "properties": {"loc": {"$ref": "#/$defs/Loc"}, "unit": {"$ref": "#/$defs/Unit"}},
+        "required": ["loc", "unit"],
+        "additionalProperties": False,
+    }
+    tree = {
+        "$defs": {
+            "Tree": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/Tree"}}}}
+        },
+        "$ref": "#/$defs/Tree",
+    }
+    tools = Tools((Tool("weather", "", weather), Tool("tree", "", tree)), ToolChoice.REQUIRED)
+    constraint = tool_call_constraint(tools)
+    call_w = '{"name":"weather","arguments":{"loc":{"city":"Oslo"},"unit":"celsius"}}'
+    assert _accepts(compiler, hf, constraint, f"<tool_call>[{call_w}]</tool_call>")
+    assert _accepts(
+        compiler, hf, constraint, '<tool_call>[{"name":"tree","arguments":{"kids":[{"kids":[]}]}}]</tool_call>'
+    )
+    assert not _accepts(compiler, hf, constraint, f"<tool_call>[{call_w.replace('celsius', 'kelvin')}]</tool_call>")
