@@ -158,6 +158,9 @@ def from_validation_error(exc: RequestValidationError) -> BridgeError:
         )
     loc = first.get("loc", ())
     param = _param_of(loc) if len(loc) > 1 or (loc and loc[0] != "body") else None
+    # Cross-field checks run on a whole model (loc = the model): they name the field in the error's context.
+    named = (first.get("ctx") or {}).get("param")
+    param = named if isinstance(named, str) else param
     message = str(first.get("msg", "Invalid request"))
     message = f"Invalid '{param}': {message}" if param is not None else f"Invalid request body: {message}"
     error_type = str(first.get("type", ""))
@@ -174,9 +177,17 @@ async def _bridge_error(_: Request, exc: Exception) -> JSONResponse:
     return _respond(exc)
 
 
-async def _rpc_error(_: Request, exc: Exception) -> JSONResponse:
+def name_upstream_params(request: Request, names: dict[str, str]) -> None:
+    """Params the inference service reports in proto terms (e.g. `constraint`) → this request's OpenAI field
+    (e.g. `response_format.json_schema.schema`); read by the gRPC error handler."""
+    request.state.upstream_params = names
+
+
+async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, grpc.aio.AioRpcError)
     error = from_rpc_error(exc)
+    names: dict[str, str] = getattr(request.state, "upstream_params", {})
+    error.param = names.get(error.param or "", error.param)
     log = logger.error if error.status >= 500 else logger.info
     log("inference service returned %s: %s", exc.code().name, exc.details())
     return _respond(error)

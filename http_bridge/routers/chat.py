@@ -8,10 +8,12 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from http_bridge import limits
+from http_bridge.errors import name_upstream_params
 from http_bridge.pipeline import PipelineDep
 from http_bridge.request_context import current_request_id
 from http_bridge.schemas.chat import ChatCompletion, ChatCompletionRequest
 from http_bridge.translate.chat import ChatBuilder, to_generate_request
+from http_bridge.translate.constraints import constraint_param
 
 logger = logging.getLogger(__name__)
 
@@ -27,5 +29,16 @@ async def create_chat_completion(body: ChatCompletionRequest, pipeline: Pipeline
     limits.check_chat(body, pipeline.settings)
     request_id = current_request_id()
     meta = await pipeline.meta(f"chatcmpl-{request_id}", body.model, logprobs=body.logprobs)
-    logger.info("chat completion: model=%s n=%d stream=%s", body.model, body.n, body.stream)
-    return await pipeline.respond(body, [to_generate_request(body, request_id)], ChatBuilder(meta))
+    logger.info(
+        "chat completion: model=%s n=%d stream=%s tools=%d constraint=%s",
+        body.model,
+        body.n,
+        body.stream,
+        len(body.callable_tools()),
+        ",".join(body.constraint_fields()) or "none",
+    )
+    param = constraint_param(body) or ("tools" if body.callable_tools() else None)
+    if param is not None:
+        name_upstream_params(pipeline.request, {"constraint": param})
+    builder = ChatBuilder(meta, named_tool=body.named_function() is not None)
+    return await pipeline.respond(body, [to_generate_request(body, request_id)], builder)

@@ -9,10 +9,12 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from http_bridge import limits
+from http_bridge.errors import name_upstream_params
 from http_bridge.pipeline import PipelineDep
 from http_bridge.request_context import current_request_id
 from http_bridge.schemas.completions import CompletionRequest, TextCompletion
 from http_bridge.translate.completions import TextCompletionBuilder, to_generate_requests
+from http_bridge.translate.constraints import constraint_param
 
 logger = logging.getLogger(__name__)
 
@@ -29,5 +31,15 @@ async def create_completion(body: CompletionRequest, pipeline: PipelineDep) -> R
     request_id = current_request_id()
     meta = await pipeline.meta(f"cmpl-{request_id}", body.model, logprobs=body.logprobs is not None)
     requests = to_generate_requests(body, request_id)
-    logger.info("completion: model=%s prompts=%d n=%d stream=%s", body.model, len(requests), body.n, body.stream)
+    param = constraint_param(body)
+    if param is not None:
+        name_upstream_params(pipeline.request, {"constraint": param})
+    logger.info(
+        "completion: model=%s prompts=%d n=%d stream=%s constraint=%s",
+        body.model,
+        len(requests),
+        body.n,
+        body.stream,
+        ",".join(body.constraint_fields()) or "none",
+    )
     return await pipeline.respond(body, requests, TextCompletionBuilder(meta))

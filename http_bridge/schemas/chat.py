@@ -13,13 +13,32 @@ from pydantic import (
     ValidationInfo,
     field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from http_bridge.schemas.common import UINT32_MAX, SamplingRequest, Usage
+from http_bridge.schemas.tools import (
+    MAX_TOOLS,
+    FunctionTool,
+    NamedToolChoice,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoiceMode,
+    check_tool_choice,
+)
 
 # Known OpenAI features not implemented here: present (and not a no-op value) → 400 naming the param.
-UNSUPPORTED_PARAMS = ("tools", "tool_choice", "functions", "function_call", "audio", "prediction", "web_search_options")
+UNSUPPORTED_PARAMS = ("functions", "function_call", "audio", "prediction", "web_search_options")
+# The published schema says what the validators check: a tool message needs the id of the call it answers.
+TOOL_MESSAGE_SCHEMA: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {"role": {"const": "tool"}}, "required": ["role"]},
+            "then": {"required": ["tool_call_id"], "properties": {"tool_call_id": {"type": "string", "minLength": 1}}},
+        }
+    ]
+}
 
 
 class TextPart(BaseModel):
@@ -28,12 +47,15 @@ class TextPart(BaseModel):
 
 
 class ChatMessageIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=TOOL_MESSAGE_SCHEMA)
 
-    role: Literal["system", "developer", "user", "assistant"]
-    # A string or a list of text parts; only assistant messages may have null content.
-    content: str | list[TextPart] | None
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # A string or a list of text parts; only assistant messages may have null (or no) content.
+    content: str | list[TextPart] | None = Field(default=None, validate_default=True)
     name: str | None = None
+    # Assistant messages: the calls it made. Tool messages: the id of the call they answer (required).
+    tool_calls: list[ToolCall] | None = Field(default=None, validate_default=True)
+    tool_call_id: str | None = Field(default=None, validate_default=True)
 
     @field_validator("content", mode="before")
     @classmethod
@@ -56,10 +78,69 @@ class ChatMessageIn(BaseModel):
                 raise PydanticCustomError("invalid_value", "a text content part needs a string 'text'")
         return value
 
+    @field_validator("tool_calls")
+    @classmethod
+    def _calls_of_assistants(cls, value: list[ToolCall] | None, info: ValidationInfo) -> list[ToolCall] | None:
+        if value and info.data.get("role") not in ("assistant", None):
+            raise PydanticCustomError("invalid_value", "only assistant messages may have tool_calls")
+        return value or None
+
+    @field_validator("tool_call_id")
+    @classmethod
+    def _tool_message_names_its_call(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("role") == "tool" and not value:
+            raise PydanticCustomError("missing", "a message with role 'tool' needs the 'tool_call_id' it answers")
+        return value if info.data.get("role") == "tool" else None
+
     def text(self) -> str:
         if self.content is None or isinstance(self.content, str):
             return self.content or ""
         return "".join(part.text for part in self.content)
+
+
+def _invalid(message: str, param: str, **context: object) -> PydanticCustomError:
+    # Cross-field checks run on the whole body: `param` in the context names the field (http_bridge/errors.py).
+    return PydanticCustomError("invalid_value", message, {**context, "param": param})
+
+
+def check_tools(body: ChatCompletionRequest) -> None:
+    """tools, tool_choice and an output constraint agree with each other."""
+    tools = body.tools or []
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        if tool.function.name in names:
+            raise _invalid(
+                "duplicate function name '{name}' in tools", f"tools[{i}].function.name", name=tool.function.name
+            )
+        names.add(tool.function.name)
+    if body.tool_choice not in (None, "none") and not tools:
+        raise _invalid("'tool_choice' is only allowed when 'tools' are specified", "tool_choice")
+    named = body.named_function()
+    if named is not None and named not in names:
+        raise _invalid("no function named '{name}' in tools", "tool_choice.function.name", name=named)
+    constraints = body.constraint_fields()
+    if constraints and body.callable_tools():
+        raise _invalid(
+            "'{field}' cannot be combined with 'tools' (tool calls carry their own constraint); leave one out, "
+            "or set tool_choice to 'none'",
+            constraints[0],
+            field=constraints[0],
+        )
+
+
+def check_tool_messages(messages: list[ChatMessageIn]) -> None:
+    """A tool message answers a call of the latest assistant message with tool_calls before it."""
+    call_ids: set[str] = set()
+    for i, message in enumerate(messages):
+        if message.role == "assistant" and message.tool_calls:
+            call_ids = {call.id for call in message.tool_calls}
+        elif message.role == "tool" and message.tool_call_id not in call_ids:
+            raise _invalid(
+                "a message with role 'tool' must answer a tool call of a preceding assistant message; "
+                "no earlier call has id '{id}'",
+                f"messages[{i}].tool_call_id",
+                id=message.tool_call_id,
+            )
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -68,15 +149,15 @@ class ChatCompletionRequest(SamplingRequest):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: list[FunctionTool] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: ToolChoiceMode | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)
     # Known but unsupported.
-    tools: Any = None
-    tool_choice: Any = None
     functions: Any = None
     function_call: Any = None
     audio: Any = None
     prediction: Any = None
     web_search_options: Any = None
-    response_format: Any = None
     modalities: Any = None
 
     @field_validator("top_logprobs")
@@ -89,19 +170,29 @@ class ChatCompletionRequest(SamplingRequest):
     @field_validator(*UNSUPPORTED_PARAMS)
     @classmethod
     def _reject_unsupported(cls, value: object, info: ValidationInfo) -> object:
-        harmless = value is None or value == [] or (info.field_name == "tool_choice" and value == "none")
-        if not harmless:
+        if value is not None and value != []:
             raise PydanticCustomError(
                 "unsupported_parameter", "'{name}' is not supported by this server", {"name": info.field_name}
             )
         return value
 
-    @field_validator("response_format")
+    @field_validator("tool_choice", mode="before")
     @classmethod
-    def _text_format_only(cls, value: object) -> object:
-        if value is not None and value != {"type": "text"}:
-            raise PydanticCustomError("unsupported_value", "only response_format {'type': 'text'} is supported")
-        return value
+    def _tool_choice_shape(cls, value: object) -> object:
+        return check_tool_choice(value)
+
+    @model_validator(mode="after")
+    def _tools_consistent(self) -> ChatCompletionRequest:
+        check_tools(self)
+        check_tool_messages(self.messages)
+        return self
+
+    def callable_tools(self) -> list[FunctionTool]:
+        """The tools the model may call: none when tool_choice is 'none' (they are then not even rendered)."""
+        return [] if self.tool_choice == "none" else list(self.tools or ())
+
+    def named_function(self) -> str | None:
+        return self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) else None
 
     @field_validator("modalities")
     @classmethod
@@ -127,7 +218,16 @@ class ChoiceLogprobs(BaseModel):
 
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    # null when the model only called tools.
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _calls_when_any(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if data.get("tool_calls") is None:
+            data.pop("tool_calls", None)
+        return data
 
 
 class Choice(BaseModel):
@@ -150,6 +250,7 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
     # Wrap mode without a return annotation keeps the model's own fields in the published (OpenAPI) schema.
     @model_serializer(mode="wrap")

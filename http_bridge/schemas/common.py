@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from http_bridge.schemas.constraints import (
+    CONSTRAINT_FIELDS,
+    SCHEMA_OR_TEXT,
+    ResponseFormat,
+    StructuredOutputs,
+    json_object,
+    non_empty_choices,
+)
 
 UINT32_MAX = 2**32 - 1
 # `stop` is normalised to a list; the published schema shows what clients may send.
@@ -47,6 +56,13 @@ class SamplingRequest(BaseModel):
     min_p: float | None = Field(default=None, ge=0, le=1)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
     ignore_eos: bool = False
+    # Constrained output: OpenAI's response_format or one of vLLM's extras (at most one of them per request).
+    response_format: ResponseFormat | None = None
+    structured_outputs: StructuredOutputs | None = None
+    guided_json: Annotated[dict[str, Any] | None, WithJsonSchema(SCHEMA_OR_TEXT)] = None
+    guided_regex: str | None = Field(default=None, min_length=1)
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = Field(default=None, min_length=1)
 
     @field_validator("model")
     @classmethod
@@ -59,12 +75,40 @@ class SamplingRequest(BaseModel):
     def _stop_as_list(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("guided_json", mode="before")
+    @classmethod
+    def _guided_json_object(cls, value: object) -> object:
+        return None if value is None else json_object(value)
+
+    @field_validator("guided_choice")
+    @classmethod
+    def _guided_choices(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else non_empty_choices(value)
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> SamplingRequest:
+        given = self.constraint_fields()
+        if len(given) > 1:
+            raise PydanticCustomError(
+                "invalid_value",
+                "only one output constraint may be given, but this request has {names}",
+                {"names": " and ".join(f"'{name}'" for name in given), "param": given[1]},
+            )
+        return self
+
     @field_validator("stream_options")
     @classmethod
     def _stream_options_need_stream(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
         if value is not None and not info.data.get("stream"):
             raise PydanticCustomError("invalid_value", "stream_options is only allowed when stream is true")
         return value
+
+    def constraint_fields(self) -> list[str]:
+        """The fields that constrain this request's output (response_format {"type": "text"} does not)."""
+        given = [name for name in CONSTRAINT_FIELDS if getattr(self, name) is not None]
+        if self.response_format is not None and self.response_format.type == "text":
+            given.remove("response_format")
+        return given
 
     @property
     def include_usage(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from http_bridge.schemas.common import SamplingRequest, Usage
+from http_bridge.translate.constraints import to_constraint
 from inference_service.api.v1 import generation_pb2 as pb
 
 _FINISH_REASONS: dict[int, str] = {
@@ -25,6 +26,7 @@ _FINISH_REASONS: dict[int, str] = {
     pb.FINISH_REASON_CONTEXT_LENGTH: "length",
     # Aborted by someone else (Abort RPC / shutdown); vLLM reports this as "abort".
     pb.FINISH_REASON_CANCELLED: "abort",
+    pb.FINISH_REASON_TOOL_CALLS: "tool_calls",
 }
 UINT64_MASK = 2**64 - 1
 
@@ -60,7 +62,7 @@ def generate_request(
     body: SamplingRequest, request_id: str, *, max_tokens: int | None, output: pb.OutputOptions
 ) -> pb.GenerateRequest:
     """A GenerateRequest with everything but the input; `max_tokens` and `output` are read differently per endpoint."""
-    return pb.GenerateRequest(
+    request = pb.GenerateRequest(
         request_id=request_id,
         model=body.model,
         sampling=sampling_params(body),
@@ -68,6 +70,10 @@ def generate_request(
         output=output,
         n=body.n,
     )
+    constraint = to_constraint(body)
+    if constraint is not None:
+        request.constraint.CopyFrom(constraint)
+    return request
 
 
 def finish_reason(reason: int) -> str:
@@ -117,12 +123,34 @@ class UsageTotals:
 
 
 @dataclass(slots=True)
+class CallState:
+    """One tool call of a non-streamed choice, accumulated from its pieces."""
+
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class ChoiceState:
     """One choice of a non-streamed response, accumulated."""
 
     text: list[str] = field(default_factory=list)
     logprobs: list[pb.TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
+    calls: dict[int, CallState] = field(default_factory=dict)  # tool calls by their index
+
+    def add(self, chunk: pb.TokenChunk) -> None:
+        self.text.append(chunk.text)
+        self.logprobs.extend(chunk.logprobs)
+        for delta in chunk.tool_calls:
+            call = self.calls.setdefault(delta.index, CallState())
+            call.id = delta.id or call.id
+            call.name = delta.name or call.name
+            call.arguments.append(delta.arguments)
+
+    def tool_calls(self) -> list[CallState]:
+        return [self.calls[index] for index in sorted(self.calls)]
 
 
 class ResponseBuilder(Protocol[ChunkT, FinalT]):
@@ -158,7 +186,7 @@ class StreamTranslator(Generic[ChunkT, FinalT]):
         index = prompt_index * self.n + response.index
         kind = response.WhichOneof("kind")
         if kind == "chunk":
-            if not response.chunk.text and not response.chunk.logprobs:
+            if not response.chunk.text and not response.chunk.logprobs and not response.chunk.tool_calls:
                 return None  # an empty held-back chunk
             return self.builder.content(index, response.chunk)
         if kind == "complete":
@@ -180,8 +208,7 @@ def accumulate(builder: ResponseBuilder[Any, FinalT], responses: Iterable[Indexe
         choice = choices[prompt_index * n + response.index]
         kind = response.WhichOneof("kind")
         if kind == "chunk":
-            choice.text.append(response.chunk.text)
-            choice.logprobs.extend(response.chunk.logprobs)
+            choice.add(response.chunk)
         elif kind == "complete":
             choice.finish_reason = finish_reason(response.complete.finish_reason)
             usage.add(prompt_index, response.complete.usage)

@@ -17,3 +17,7 @@ def test_node_sdk(stack: Stack, auth_bridge: AuthBridge) -> None:
         "MODEL": MODEL_ID,
     }
     run_node_tests("openai.test.mjs", env)
+
+
+def test_node_sdk_structured_outputs(stack: Stack) -> None:
+    run_node_tests("structured.test.mjs", {"BASE_URL": stack.base_url, "MODEL": MODEL_ID})

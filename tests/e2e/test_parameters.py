@@ -135,14 +135,11 @@ def test_message_forms(client: openai.OpenAI) -> None:
 @pytest.mark.parametrize(
     ("path", "param", "value"),
     [
-        ("/v1/chat/completions", "tools", [{"type": "function", "function": {"name": "f"}}]),
-        ("/v1/chat/completions", "tool_choice", "required"),
         ("/v1/chat/completions", "functions", [{"name": "f"}]),
         ("/v1/chat/completions", "function_call", {"name": "f"}),
         ("/v1/chat/completions", "audio", {"voice": "alloy", "format": "wav"}),
         ("/v1/chat/completions", "prediction", {"type": "content", "content": "x"}),
         ("/v1/chat/completions", "web_search_options", {}),
-        ("/v1/chat/completions", "response_format", {"type": "json_object"}),
         ("/v1/chat/completions", "modalities", ["text", "audio"]),
         ("/v1/completions", "echo", True),
         ("/v1/completions", "suffix", "tail"),

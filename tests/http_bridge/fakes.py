@@ -23,6 +23,12 @@ def text(index: int, value: str, logprobs: list[pb.TokenLogprob] | None = None) 
     return pb.GenerateResponse(index=index, chunk=pb.TokenChunk(text=value, logprobs=logprobs or []))
 
 
+def calls(index: int, *pieces: tuple[int, str, str, str], value: str = "") -> pb.GenerateResponse:
+    """A chunk with tool call pieces (call index, id, name, arguments) and answer text `value`."""
+    deltas = [pb.ToolCallDelta(index=i, id=id_, name=name, arguments=args) for i, id_, name, args in pieces]
+    return pb.GenerateResponse(index=index, chunk=pb.TokenChunk(text=value, tool_calls=deltas))
+
+
 def complete(
     index: int, reason: pb.FinishReason = pb.FINISH_REASON_EOS, prompt: int = 7, completion: int = 2
 ) -> pb.GenerateResponse:

@@ -65,9 +65,9 @@ async def test_bad_request_raises(sdk: openai.AsyncOpenAI) -> None:
         await sdk.chat.completions.create(
             model=MODEL_ID,
             messages=MESSAGES,
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            tools=[{"type": "function", "function": {"name": "not a name", "parameters": {}}}],
         )
-    assert caught.value.param == "tools"
+    assert caught.value.param == "tools[0].function.name"
 
 
 async def test_not_found_raises(sdk: openai.AsyncOpenAI, fake: FakeClient) -> None:

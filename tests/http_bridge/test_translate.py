@@ -9,6 +9,7 @@ import pytest
 from http_bridge.schemas.chat import ChatCompletionRequest
 from http_bridge.schemas.common import SamplingRequest
 from http_bridge.schemas.completions import CompletionRequest
+from http_bridge.schemas.constraints import CONSTRAINT_FIELDS
 from http_bridge.translate import chat, common, completions
 from inference_service.api.v1 import generation_pb2 as pb
 from tests.http_bridge.fakes import complete, text
@@ -91,7 +92,9 @@ SHARED: dict[str, Any] = {
 
 def test_shared_fields_translate_the_same_for_chat_and_text() -> None:
     # A new shared field must be added to SHARED, so this proves both endpoints map it (translate/common.py).
-    assert set(SamplingRequest.model_fields) - {"model", "stream", "stream_options", "user"} == set(SHARED)
+    # Output constraints are shared too, one per request: test_structured.py maps each for both endpoints.
+    unmapped = {"model", "stream", "stream_options", "user", *CONSTRAINT_FIELDS}
+    assert set(SamplingRequest.model_fields) - unmapped == set(SHARED)
     from_chat = build(**SHARED)
     body = CompletionRequest.model_validate({"model": "m", "prompt": "hi", **SHARED})
     (from_text,) = completions.to_generate_requests(body, "rid")

@@ -103,8 +103,8 @@ test("typed errors: BadRequestError and NotFoundError", async () => {
     (err) => err instanceof OpenAI.BadRequestError && err.status === 400 && err.param === "temperature",
   );
   await assert.rejects(
-    client.chat.completions.create({ model: MODEL, messages: FRANCE, tools: [{ type: "function", function: { name: "f" } }] }),
-    (err) => err instanceof OpenAI.BadRequestError && err.code === "unsupported_parameter",
+    client.chat.completions.create({ model: MODEL, messages: FRANCE, functions: [{ name: "f" }] }),
+    (err) => err instanceof OpenAI.BadRequestError && err.code === "unsupported_parameter" && err.param === "functions",
   );
   await assert.rejects(
     client.chat.completions.create({ model: "no-such-model", messages: FRANCE }),
