@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,17 @@ from typing import Any
 import pytest
 import yaml
 
+from http_bridge.settings import BridgeSettings
 from tests.deploy.parsing import DOCKER_DIR, ROOT, stages, venv_tool
+from tests.deploy.test_compose import interpolate
 
 KUBERNETES_DIR = ROOT / "deploy" / "kubernetes"
+# the oldest Kubernetes these manifests claim (lifecycle sleep action: on by default since 1.30) and the newest bundled
+KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 OVERLAYS = ("cpu", "gpu")
 COMPONENTS = ("servicemonitors", "inference-autoscaling")
+# replaces the base's Redis with the operator's (not in COMPONENTS: it removes objects the other checks read)
+EXTERNAL_REDIS = "external-redis"
 # image name (tag stripped) → the Dockerfile and stage that build it, as docker-compose.yml says
 IMAGE_STAGES = {
     "inference-cpu": (DOCKER_DIR / "inference.Dockerfile", "cpu"),
@@ -41,14 +47,15 @@ def kustomize_build(path: Path) -> list[Obj]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def build_with_components(overlay: str, workdir: Path) -> list[Obj]:
-    """An overlay plus every optional component, as an operator adds them (kustomize wants relative paths)."""
+def build_with_components(overlay: str, workdir: Path, components: tuple[str, ...] = COMPONENTS) -> list[Obj]:
+    """An overlay plus optional components (default: every one of COMPONENTS), as an operator adds them (kustomize
+    wants relative paths)."""
     rel = Path(os.path.relpath(KUBERNETES_DIR, workdir))
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [str(rel / "overlays" / overlay)],
-        "components": [str(rel / "components" / name) for name in COMPONENTS],
+        "components": [str(rel / "components" / name) for name in components],
     }
     (workdir / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return kustomize_build(workdir)
@@ -60,10 +67,11 @@ def find(objs: list[Obj], kind: str, name: str) -> Obj:
     return matches[0]
 
 
-def container(deployment: Obj, name: str, init: bool = False) -> Obj:
+def container(workload: Obj, name: str, init: bool = False) -> Obj:
+    """A container of a Deployment's or StatefulSet's pod template."""
     key = "initContainers" if init else "containers"
-    matches = [c for c in deployment["spec"]["template"]["spec"].get(key, []) if c["name"] == name]
-    assert len(matches) == 1, f"{deployment['metadata']['name']}: {len(matches)} {key} named {name}"
+    matches = [c for c in workload["spec"]["template"]["spec"].get(key, []) if c["name"] == name]
+    assert len(matches) == 1, f"{workload['metadata']['name']}: {len(matches)} {key} named {name}"
     return matches[0]
 
 
@@ -127,6 +135,33 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
 
 
-def pod_labels(deployment: Obj) -> dict[str, str]:
-    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+def pod_labels(workload: Obj) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
     return labels
+
+
+def bridge_settings(objs: list[Obj]) -> BridgeSettings:
+    with environment(effective_env(container(find(objs, "Deployment", "bridge"), "bridge"))):
+        return BridgeSettings()
+
+
+def compose_defaults(compose: dict[str, Any]) -> dict[str, Any]:
+    """docker-compose.yml's services with every variable at its default (an API keys file given: it is required)."""
+    services: dict[str, Any] = interpolate(compose, {"ORTSERVE_API_KEYS_FILE": "keys"})["services"]
+    return services
+
+
+def set_at(path: str, value: Any) -> Callable[[list[Obj]], None]:
+    """A mutation: KIND/NAME then keys (`containers.NAME` picks a container) to the value to set."""
+
+    def mutate(objs: list[Obj]) -> None:
+        kind, name, *keys = path.split("/")
+        node: Any = find(objs, kind, name)
+        for key in keys[:-1]:
+            if key.startswith("containers."):
+                node = next(c for c in node["containers"] if c["name"] == key.split(".", 1)[1])
+            else:
+                node = node[key]
+        node[keys[-1]] = value
+
+    return mutate

@@ -21,9 +21,12 @@ from inference_service.server.app import SERVICE_NAMES
 from inference_service.server.settings import ServiceSettings
 from tests.deploy.kubernetes import (
     KUBERNETES_DIR,
+    KUBERNETES_VERSIONS,
     OVERLAYS,
     Obj,
+    bridge_settings,
     build_with_components,
+    compose_defaults,
     container,
     effective_env,
     environment,
@@ -34,18 +37,15 @@ from tests.deploy.kubernetes import (
     named_port,
     pod_labels,
     selects,
+    set_at,
 )
 from tests.deploy.parsing import ROOT
-from tests.deploy.test_compose import interpolate
 
-# the oldest Kubernetes these manifests claim (lifecycle sleep action: on by default since 1.30) and the newest bundled
-KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 READY_SERVICE = "inference_service.api.v1.GenerationService"
 LIVE_SERVICE = ""  # grpc.health.v1: the empty name is the server as a whole
 TARGET = re.compile(r"dns:///(?P<host>[a-z0-9.-]+):(?P<port>\d+)$")
 # deliberate differences from docker-compose.yml's defaults (docs/deployment.md#kubernetes says why)
-# The manifests run no Redis (docs/deployment.md): the bridge's URL is empty there, the operator's to set.
-K8S_ONLY_VALUES = {"ORTSERVE_SHUTDOWN_GRACE_S", "ORTSERVE_THREADS", "ORTSERVE_BRIDGE_REDIS_URL"}
+K8S_ONLY_VALUES = {"ORTSERVE_SHUTDOWN_GRACE_S", "ORTSERVE_THREADS"}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -61,11 +61,6 @@ def with_components(tmp_path_factory: pytest.TempPathFactory) -> list[Obj]:
 def inference_settings(objs: list[Obj]) -> ServiceSettings:
     with environment(effective_env(container(find(objs, "Deployment", "inference"), "inference"))):
         return ServiceSettings()
-
-
-def bridge_settings(objs: list[Obj]) -> BridgeSettings:
-    with environment(effective_env(container(find(objs, "Deployment", "bridge"), "bridge"))):
-        return BridgeSettings()
 
 
 def pre_stop_seconds(c: Obj) -> int:
@@ -155,48 +150,32 @@ def test_contract(overlay: tuple[str, list[Obj]], check: Callable[[list[Obj]], N
     check(overlay[1])
 
 
-def _set(path: str, value: Any) -> Callable[[list[Obj]], None]:
-    """A mutation: KIND/NAME then keys (`containers.NAME` picks a container) to the value to set."""
-
-    def mutate(objs: list[Obj]) -> None:
-        kind, name, *keys = path.split("/")
-        node: Any = find(objs, kind, name)
-        for key in keys[:-1]:
-            if key.startswith("containers."):
-                node = next(c for c in node["containers"] if c["name"] == key.split(".", 1)[1])
-            else:
-                node = node[key]
-        node[keys[-1]] = value
-
-    return mutate
-
-
 INFERENCE = "Deployment/inference/spec/template/spec/containers.inference"
 MUTATIONS = {
-    "readiness probe port": (check_inference_probes, _set(f"{INFERENCE}/readinessProbe/grpc/port", 50052)),
-    "readiness on liveness": (check_inference_probes, _set(f"{INFERENCE}/readinessProbe/grpc/service", "")),
-    "liveness service": (check_inference_probes, _set(f"{INFERENCE}/livenessProbe/grpc/service", READY_SERVICE)),
+    "readiness probe port": (check_inference_probes, set_at(f"{INFERENCE}/readinessProbe/grpc/port", 50052)),
+    "readiness on liveness": (check_inference_probes, set_at(f"{INFERENCE}/readinessProbe/grpc/service", "")),
+    "liveness service": (check_inference_probes, set_at(f"{INFERENCE}/livenessProbe/grpc/service", READY_SERVICE)),
     "port setting": (
         check_inference_probes,
-        _set(f"{INFERENCE}/env", [{"name": "ORTSERVE_PORT", "value": "50052"}]),
+        set_at(f"{INFERENCE}/env", [{"name": "ORTSERVE_PORT", "value": "50052"}]),
     ),
-    "not headless": (check_headless_service, _set("Service/inference/spec/clusterIP", "10.0.0.1")),
-    "selector": (check_headless_service, _set("Service/inference/spec/selector", {"app.kubernetes.io/name": "x"})),
+    "not headless": (check_headless_service, set_at("Service/inference/spec/clusterIP", "10.0.0.1")),
+    "selector": (check_headless_service, set_at("Service/inference/spec/selector", {"app.kubernetes.io/name": "x"})),
     "target host": (
         check_bridge_target,
-        _set(
+        set_at(
             "Deployment/bridge/spec/template/spec/containers.bridge/env",
             [{"name": "ORTSERVE_BRIDGE_INFERENCE_TARGET", "value": "dns:///bridge:50051"}],
         ),
     ),
     "grace period": (
         check_grace_periods,
-        _set("Deployment/inference/spec/template/spec/terminationGracePeriodSeconds", 30),
+        set_at("Deployment/inference/spec/template/spec/terminationGracePeriodSeconds", 30),
     ),
-    "liveness kills drain": (check_grace_periods, _set(f"{INFERENCE}/livenessProbe/failureThreshold", 3)),
+    "liveness kills drain": (check_grace_periods, set_at(f"{INFERENCE}/livenessProbe/failureThreshold", 3)),
     "bridge probe path": (
         check_bridge_probes,
-        _set("Deployment/bridge/spec/template/spec/containers.bridge/livenessProbe/httpGet/path", "/healthz"),
+        set_at("Deployment/bridge/spec/template/spec/containers.bridge/livenessProbe/httpGet/path", "/healthz"),
     ),
 }
 
@@ -247,22 +226,19 @@ def test_overlays_render_the_same_objects(overlay: tuple[str, list[Obj]]) -> Non
         ("HorizontalPodAutoscaler", "bridge"),
         ("Namespace", "ortserve"),
         ("NetworkPolicy", "inference"),
+        ("NetworkPolicy", "redis"),
         ("PodDisruptionBudget", "bridge"),
         ("PodDisruptionBudget", "inference"),
         ("Service", "bridge"),
         ("Service", "inference"),
+        ("Service", "redis"),
+        ("StatefulSet", "redis"),
     ]
     # no Secret is rendered: the API keys are the operator's, never committed
     assert all(o["metadata"].get("namespace", "ortserve") == "ortserve" for o in overlay[1])
 
 
 # --- docker-compose.yml parity ------------------------------------------------------------------------------------
-
-
-def compose_defaults(compose: dict[str, Any]) -> dict[str, Any]:
-    """docker-compose.yml with every variable at its default (an API keys file given: it is required)."""
-    services: dict[str, Any] = interpolate(compose, {"ORTSERVE_API_KEYS_FILE": "keys"})["services"]
-    return services
 
 
 def test_images_are_the_compose_images(overlay: tuple[str, list[Obj]], compose: dict[str, Any]) -> None:
