@@ -1,4 +1,4 @@
-"""`python -m bench run|compare|build-llama` (see docs/benchmarks.md)."""
+"""`python -m bench run|compare|long-short|speculative|build-llama` (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,18 @@ def main(argv: list[str] | None = None) -> None:
 
     sub.add_parser("build-llama", help="build llama-server from the llama-cpp-python sdist into bench/.cache")
 
+    ls = sub.add_parser("long-short", help="one ~6,500-token prompt + short streaming requests arriving during it")
+    ls.add_argument("--repeats", type=int, default=1, help="interleaved repeats per server (1..10)")
+    ls.add_argument("--shorts", type=int, default=10, help="short requests, one a second from 1 s after the long one")
+    ls.add_argument("--baseline", action="store_true", help="also ortserve with --long-prefill-token-threshold 0")
+    ls.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md", help="page whose section it writes")
+    ls.add_argument("--log-dir", type=Path, default=REPO / "bench" / ".cache" / "logs")
+    ls.add_argument("--note", default="", help="a line about the run's conditions, added to the section")
+
+    spec = sub.add_parser("speculative", help="copy-heavy and standard scenarios, speculation on / off, llama-server")
+    spec.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md", help="page whose section it writes")
+    spec.add_argument("--log-dir", type=Path, default=REPO / "bench" / ".cache" / "logs")
+
     gpu = sub.add_parser("gpu", help="the GPU check: convert, node placement, e2e tests, 1/16/64-stream benchmark")
     gpu.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     gpu.add_argument("--out", type=Path, help="default docs/benchmarks-gpu.md (cuda) or bench/.cache/gpu-check-cpu.md")
@@ -126,6 +138,17 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(out)
         sys.exit(0 if ok else 1)
+    elif args.command == "long-short":
+        from bench import long_short
+
+        scenario = long_short.LongShortPlan(shorts=max(1, args.shorts), repeats=max(1, min(args.repeats, 10)))
+        command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+        print(long_short.measure(scenario, args.log_dir, args.baseline, command, args.out, args.note))
+    elif args.command == "speculative":
+        from bench import speculative
+
+        command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+        print(speculative.measure(speculative.SpecPlan(), args.log_dir, command, args.out))
     elif args.command == "build-llama":
         from bench import llama_build
 

@@ -17,7 +17,18 @@ from pathlib import Path
 from bench import llama_build, machine, servers
 from bench.clients import GenParams, GRPCChatClient, HTTPChatClient, StreamClient
 from bench.load import Scenario, measure_cancel_to_free, measure_prefill, prefill_tok_s, run_scenario
-from bench.report import GRPC, OURS, THEIRS, Results, plot, render_markdown
+from bench.report import (
+    GRPC,
+    LONG_SHORT_TITLE,
+    OURS,
+    SPECULATIVE_TITLE,
+    THEIRS,
+    Results,
+    plot,
+    render_markdown,
+    section_of,
+    splice_section,
+)
 from bench.stats import summarize
 
 log = logging.getLogger(__name__)
@@ -102,7 +113,12 @@ def write(results: Results, out: Path, observations: str = "") -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_path = out.with_suffix(".png")
     plot(results, plot_path)
-    out.write_text(render_markdown(results, plot_path.name, observations))
+    page = render_markdown(results, plot_path.name, observations)
+    old = out.read_text() if out.exists() else ""
+    for title in (LONG_SHORT_TITLE, SPECULATIVE_TITLE):  # sections `python -m bench long-short` / `speculative` write
+        kept = section_of(old, title)
+        page = splice_section(page, title, kept) if kept else page
+    out.write_text(page)
 
 
 def compare(plan: Plan, command: str, out: Path, log_dir: Path, observations: str = "") -> Results:

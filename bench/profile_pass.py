@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     if "num_logits_to_keep" in inputs:
         feeds["num_logits_to_keep"] = np.array(1, np.int64)
     if "head_positions" in inputs:
-        feeds["head_positions"] = np.array([0], np.int64)
+        feeds["head_positions"] = np.array([[0]], np.int64)
     for i in range(config.num_layers):
         for pattern in (config.past_key_names, config.past_value_names):
             name = pattern % i

@@ -14,6 +14,8 @@ from bench.stats import Summary, median, percentile
 OURS = "ortserve"
 THEIRS = "llama-server"
 GRPC = "ortserve-grpc"
+LONG_SHORT_TITLE = "## Long prompt + short prompts"  # written by `python -m bench long-short`, kept by compare
+SPECULATIVE_TITLE = "## Speculative decoding"  # written by `python -m bench speculative`, kept by compare
 SUMMARY_HEADER = (
     "concurrency", "output tok/s", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "ITL p95 ms", "prompt tokens",
     "requests / errors",
@@ -26,6 +28,7 @@ python -m bench compare [--quick] [--repeats N]   # starts and stops both server
 python -m bench build-llama                 # only build bench/.cache/llama-build/bin/llama-server
 python -m bench run --url http://127.0.0.1:8000 [--concurrency 1,4,16,32] [--prefill 3]   # any OpenAI server
 python -m bench run --grpc 127.0.0.1:50051  # ortserve's inference service, no bridge
+python -m bench long-short [--repeats N] [--baseline]   # long prompt + short prompts (fair prefill), its section here
 ```
 
 `build-llama` downloads the sdist `llama-cpp-python==0.3.36` with `pip download --no-deps --no-binary :all:`, and
@@ -172,6 +175,33 @@ def cpu_rows(r: Results) -> list[list[str]]:
             parts = [f"{name} {1000 * seconds / tokens:.2f}" for name, seconds in spent.items()]
             rows.append([server, str(conc), f"{tokens:,}", ", ".join(parts)])
     return rows
+
+
+def _section_bounds(lines: list[str], title: str) -> tuple[int, int] | None:
+    """Line range of the `title` section: its heading up to the next `## ` heading."""
+    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == title), None)
+    if start is None:
+        return None
+    return start, next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+
+
+def section_of(page: str, title: str) -> str:
+    """The `title` section of `page`, or "" when it has none."""
+    lines = page.splitlines(keepends=True)
+    bounds = _section_bounds(lines, title)
+    return "".join(lines[bounds[0] : bounds[1]]) if bounds else ""
+
+
+def splice_section(page: str, title: str, section: str) -> str:
+    """`page` with its `title` section replaced by `section`; without one, `section` goes before "## How to run" (or
+    at the end)."""
+    lines = page.splitlines(keepends=True)
+    bounds = _section_bounds(lines, title)
+    if bounds is None:
+        at = next((i for i, line in enumerate(lines) if line.startswith("## How to run")), len(lines))
+        bounds = (at, at)
+    block = section.rstrip("\n") + "\n\n" if section.strip() else ""
+    return "".join(lines[: bounds[0]]) + block + "".join(lines[bounds[1] :])
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

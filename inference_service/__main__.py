@@ -104,6 +104,7 @@ def _load(settings: ServiceSettings, folder: Path, model_id: str, aliases: tuple
     from inference_service.engine.loader import load_model
     from inference_service.engine.runner import RunnerOptions
     from inference_service.engine.scheduler import SchedulerConfig
+    from inference_service.engine.speculative import SpeculativeConfig
 
     return load_model(
         folder,
@@ -124,10 +125,18 @@ def _load(settings: ServiceSettings, folder: Path, model_id: str, aliases: tuple
             max_batched_tokens=settings.max_batched_tokens,
             max_waiting=settings.max_waiting,
             max_queue_wait_s=settings.max_queue_wait_s,
+            long_prefill_token_threshold=settings.long_prefill_token_threshold,
+            max_num_partial_prefills=settings.max_num_partial_prefills,
         ),
         PrefixCacheConfig(max_entries=settings.prefix_cache_entries),
         chat_template=settings.chat_template,
         aliases=aliases,
+        speculative=SpeculativeConfig(
+            method=settings.speculative,
+            ngram=settings.speculative_ngram,
+            max_draft=settings.speculative_max_draft,
+            max_batch=settings.speculative_max_batch,
+        ),
     )
 
 

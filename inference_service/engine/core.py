@@ -17,7 +17,7 @@ from inference_service.engine.errors import EngineError, EngineInternalError, In
 from inference_service.engine.kv_cache import KVCache
 from inference_service.engine.lm_head import Row, ScreenedRows, resolve
 from inference_service.engine.prefix_cache import PrefixCache, PrefixCacheConfig
-from inference_service.engine.sampler import SampleRequest, SampleResult, sample
+from inference_service.engine.sampler import SampleRequest, SampleResult, sample, with_logprobs
 from inference_service.engine.scheduler import (
     PrefillChunk,
     ScheduleOutput,
@@ -26,6 +26,7 @@ from inference_service.engine.scheduler import (
     group_prefill,
 )
 from inference_service.engine.sequence import Sequence, SequenceStatus
+from inference_service.engine.speculative import Drafter, SpeculativeConfig, choose
 from inference_service.engine.tokenizer import Tokenizer
 from inference_service.engine.tool_calls import ToolCallParser
 from inference_service.engine.types import (
@@ -51,7 +52,12 @@ class Runner(Protocol):
     def slot_capacity(self) -> int: ...
 
     def forward(
-        self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int, last: np.ndarray | None = None
+        self,
+        input_ids: np.ndarray,
+        lengths: np.ndarray,
+        first_slot: int,
+        last: np.ndarray | None = None,
+        every_position: bool = False,
     ) -> np.ndarray | ScreenedRows: ...
 
 
@@ -64,8 +70,12 @@ class EngineCore:
         config: SchedulerConfig,
         pad_token_id: int = 0,
         prefix_cache: PrefixCacheConfig | None = None,
+        speculative: SpeculativeConfig | None = None,
     ) -> None:
         self.runner = runner
+        self.speculative = speculative or SpeculativeConfig(method="none")
+        self.draft_tokens = 0  # drafted tokens verified since start
+        self.accepted_tokens = 0  # of them, accepted
         self.tokenizer = tokenizer
         self.eos_token_ids = frozenset(eos_token_ids)
         self.pad_token_id = pad_token_id
@@ -101,6 +111,10 @@ class EngineCore:
                     generator=generator,
                     matcher=request.grammar.matcher() if request.grammar is not None else None,
                     tool_parser=ToolCallParser() if request.tool_calls else None,
+                    # constrained sequences do not draft: their masks depend on every accepted token
+                    drafter=Drafter(self.speculative.ngram)
+                    if self.speculative.enabled and request.grammar is None
+                    else None,
                 )
             )
         self._requests[request.request_id] = seqs
@@ -164,6 +178,8 @@ class EngineCore:
             max_running_sequences=kv.layout.num_slots,
             prefix_cache_hit_tokens=self.prefix_cache.hit_tokens,
             preemptions=self.scheduler.num_preemptions,
+            draft_tokens=self.draft_tokens,
+            accepted_draft_tokens=self.accepted_tokens,
             has_work=self.has_work,
             published_at=time.monotonic(),
         )
@@ -180,18 +196,74 @@ class EngineCore:
     def step(self) -> list[ChoiceOutput]:
         """Expire, schedule, run the decode pass and the prefill chunks, sample, postprocess."""
         self._expire_waiting()
-        plan = self._schedule()
+        drafts = self._plan_drafts()
+        plan = self._schedule(sum(len(d) for d in drafts.values()))
         masks = self._start_masks(plan)
         ready: list[tuple[Sequence, Row]] = []  # sequences whose pending tokens all ran → sample
-        if plan.decode_span:
-            self._decode(plan.decode_span, ready)
+        rows = self._decode_rows(plan.decode_span)
+        verify = [(seq, drafts[seq.seq_id]) for _, seq in rows if seq.seq_id in drafts]
+        if len(verify) < len(rows):  # a pass for the rows that do not verify a draft (when there are any)
+            self._decode(plan.decode_span, ready, skip={seq.seq_id for seq, _ in verify})
         for group in group_prefill(plan.prefill):
             self._prefill(group, ready)
         allowed = masks.result() if masks is not None else {}
         ready = [(seq, row) for seq, row in ready if self._has_mask(seq, allowed)]
-        if not ready:
-            return []
-        return self._postprocess([seq for seq, _ in ready], self._sample(ready, allowed))
+        outputs = self._postprocess([seq for seq, _ in ready], self._sample(ready, allowed)) if ready else []
+        for seq, draft in verify:
+            outputs += self._verify(seq, draft)
+        return outputs
+
+    def _plan_drafts(self) -> dict[int, list[int]]:
+        """seq_id → the tokens each decoding sequence drafts this step (speculative.py); none above max_batch."""
+        config = self.speculative
+        decoding = [s for s in self.scheduler.running.values() if s.num_pending == 1 and s.drafter is not None]
+        if not config.enabled or len(self.scheduler.running) > config.max_batch:
+            for seq in decoding:
+                assert seq.drafter is not None
+                seq.drafter.record(0, 0, 1, config)
+            return {}
+        drafts = {}
+        for seq in decoding:
+            assert seq.drafter is not None
+            max_tokens = seq.request.stopping.max_tokens
+            room = self.runner.slot_capacity - len(seq.token_ids) - 1
+            left = room if max_tokens is None else min(room, max_tokens - seq.num_generated - 1)
+            draft = seq.drafter.draft(seq.token_ids, min(config.max_draft, left))
+            if draft:
+                drafts[seq.seq_id] = draft
+            else:
+                seq.drafter.record(0, 0, 1, config)
+        return drafts
+
+    def _verify(self, seq: Sequence, draft: list[int]) -> list[ChoiceOutput]:
+        """One pass over the sequence's last token and its draft, then the tokens the model accepts (and one more).
+
+        The pass writes KV at every position; the positions of rejected tokens are simply left behind: the
+        sequence's length (num_cached) says what is valid.
+        """
+        assert seq.slot is not None and seq.drafter is not None
+        start = seq.num_cached  # the pending (last sampled) token's position
+        ids = np.array([[seq.token_ids[start], *draft]], np.int64)
+        rows = self.runner.forward(ids, np.array([start + 1 + len(draft)]), seq.slot, every_position=True)
+        outputs, accepted = [], 0
+        try:
+            for i in range(len(draft) + 1):
+                seq.num_cached = start + 1 + i  # the last token and the i drafted tokens accepted so far
+                req = self._sample_request(seq)
+                logits = resolve([rows[i]], [req])
+                token, hit = choose(logits[0], req, draft[i] if i < len(draft) else None)
+                outputs.append(self._advance(seq, with_logprobs(logits, np.array([token]), [req]), 0))
+                accepted += hit
+                if not hit or seq.is_finished:
+                    break
+        except Exception:
+            logger.exception("verifying a draft of request %s failed", seq.request.request_id)
+            self._fail(seq.request.request_id, EngineInternalError("internal error while generating"))
+            return outputs
+        self.draft_tokens += len(draft)
+        self.accepted_tokens += accepted
+        seq.drafter.record(len(draft), accepted, 0, self.speculative)
+        return outputs
 
     def _start_masks(self, plan: ScheduleOutput) -> Future[dict[int, np.ndarray | str]] | None:
         """The allowed tokens of the constrained sequences that sample this step, computed on a worker thread while
@@ -235,9 +307,9 @@ class EngineCore:
             limit = self.scheduler.config.max_queue_wait_s
             self._fail(seq.request.request_id, QueueTimeoutError(f"no capacity within {limit:g} s; retry later"))
 
-    def _schedule(self) -> ScheduleOutput:
+    def _schedule(self, draft_tokens: int = 0) -> ScheduleOutput:
         self._stepping = [s.request.request_id for s in self.scheduler.running.values()]  # until the plan is known
-        plan = self.scheduler.schedule()
+        plan = self.scheduler.schedule(draft_tokens)
         in_step = [seq for _, seq in self._decode_rows(plan.decode_span)] + [chunk.seq for chunk in plan.prefill]
         self._stepping = list(dict.fromkeys(seq.request.request_id for seq in in_step))
         return plan
@@ -254,12 +326,15 @@ class EngineCore:
             lengths[slot] = seq.num_cached + 1
         return ids, lengths
 
-    def _decode(self, span: int, ready: list[tuple[Sequence, Row]]) -> None:
-        """One forward pass over slots [0, span), one token per sequence."""
+    def _decode(self, span: int, ready: list[tuple[Sequence, Row]], skip: set[int] | None = None) -> None:
+        """One forward pass over slots [0, span), one token per sequence. Sequences in `skip` verify a draft in a
+        pass of their own: here their row writes the same KV its own pass writes again, and is not sampled."""
         rows = self._decode_rows(span)
         ids, lengths = self._prepare_decode(span, rows)
         logits = self.runner.forward(ids, lengths, 0)  # [span, V]
         for slot, seq in rows:
+            if skip and seq.seq_id in skip:
+                continue
             seq.num_cached += 1
             if seq.num_pending == 0:
                 self._ready_to_sample(seq, logits[slot], ready)

@@ -22,6 +22,7 @@ from inference_service.engine.placement import check_placement, summary
 from inference_service.engine.prefix_cache import PrefixCacheConfig
 from inference_service.engine.runner import CPU_EP, ModelRunner, RunnerOptions, select_provider
 from inference_service.engine.scheduler import SchedulerConfig
+from inference_service.engine.speculative import SpeculativeConfig
 from inference_service.engine.tokenizer import ChatTemplateError, Tokenizer
 from inference_service.models.cpu_graphs import CpuGraphs, cpu_graphs
 from inference_service.models.folder import ModelConfig, ModelFolderError, load_model_config
@@ -97,6 +98,7 @@ def load_model(
     prefix_cache: PrefixCacheConfig | None = None,
     chat_template: Path | None = None,
     aliases: tuple[str, ...] = (),
+    speculative: SpeculativeConfig | None = None,
 ) -> ServedModel:
     """`chat_template`: a Jinja file replacing the folder's chat template (`--chat-template`); `aliases`: more names
     the model answers to (`--served-model-name`)."""
@@ -112,7 +114,7 @@ def load_model(
     except Exception as e:  # onnxruntime refused the graph (e.g. a type with no kernel on this EP)
         raise ModelNotServableError(f"{folder} cannot be loaded on device {runner_options.device}: {e}") from e
     eos = config.eos_token_ids or tokenizer.eos_token_ids
-    core = EngineCore(runner, tokenizer, eos, scheduler_config, config.pad_token_id or 0, prefix_cache)
+    core = EngineCore(runner, tokenizer, eos, scheduler_config, config.pad_token_id or 0, prefix_cache, speculative)
     started = time.monotonic()
     try:
         core.warm_up()

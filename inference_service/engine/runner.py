@@ -176,17 +176,23 @@ class ModelRunner:
         return runs
 
     def forward(
-        self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int, last: np.ndarray | None = None
+        self,
+        input_ids: np.ndarray,
+        lengths: np.ndarray,
+        first_slot: int,
+        last: np.ndarray | None = None,
+        every_position: bool = False,
     ) -> np.ndarray | ScreenedRows:
         """input_ids: int64 [B, S] new tokens; lengths: int [B] cached + new tokens per row → fp32 logits [B, V]
         (or, with a screened head, ScreenedRows: bounds on them and the hidden state).
 
         Each row's new tokens are written to its slot from position length − S (rows of fresh prompts may be
         right-padded: then `last` [B] gives each row's last real token within S, and its logits are returned).
+        `every_position` (unpadded rows that verify a draft): the logits of all S positions, row-major [B·S, V].
         Only ids and mask go to the device; KV stays where it lives; the kept logits come back.
         """
         batch, width = input_ids.shape
-        keep = 1 if last is None else width - int(last.min())
+        keep = width if every_position else 1 if last is None else width - int(last.min())
         rows = input_ids.size
         g = next(g for g in reversed(self._graphs) if rows >= g.min_rows)
         cfg, kv = self.config, self.kv
@@ -214,10 +220,14 @@ class ModelRunner:
         if g.keep_logits_input:
             io.bind_cpu_input("num_logits_to_keep", np.array(keep, np.int64))
         screened = len(g.head_outputs) > 1
-        if screened:  # the head runs on each row's last real token, indexed among the kept positions
+        if screened:  # the head runs on each row's last real token (or all), indexed among the kept positions
             kept = keep if g.keep_logits_input else width  # the last `keep` of S, or all S without that input
-            ends = np.full(batch, width - 1, np.int64) if last is None else last.astype(np.int64)
-            io.bind_cpu_input(POSITIONS, ends - (width - kept))
+            if every_position:
+                positions = np.tile(np.arange(width, dtype=np.int64) - (width - kept), (batch, 1))
+            else:
+                ends = np.full(batch, width - 1, np.int64) if last is None else last.astype(np.int64)
+                positions = (ends - (width - kept))[:, None]
+            io.bind_cpu_input(POSITIONS, positions)
         for name in g.head_outputs:
             io.bind_output(name, "cpu")  # fresh buffers for this pass
         g.session.run_with_iobinding(io)
@@ -225,8 +235,13 @@ class ModelRunner:
         heads = [outputs[i].numpy() for i in range(len(g.head_outputs))]
         if not screened:  # logits [B, kept positions, V]; a graph without num_logits_to_keep keeps all S
             logits = heads[0]
-            rows_logits = logits[:, -1] if last is None else logits[np.arange(batch), last - (width - logits.shape[1])]
+            if every_position:
+                rows_logits = logits[:, -width:].reshape(batch * width, logits.shape[-1])
+            elif last is None:
+                rows_logits = logits[:, -1]
+            else:
+                rows_logits = logits[np.arange(batch), last - (width - logits.shape[1])]
             return rows_logits.astype(np.float32, copy=False)  # fp16 graphs: only the sampled rows are converted
         assert self.head is not None
-        lower, upper, hidden = (h[:, 0] for h in heads)  # [B, 1, ·]: the head ran on one position per row
+        lower, upper, hidden = (h.reshape(-1, h.shape[-1]) for h in heads)  # [B, P, ·] → [B·P, ·]
         return ScreenedRows(lower, upper, hidden, self.head)

@@ -112,7 +112,6 @@ def filter_candidates(row: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, n
 def sample(logits: np.ndarray, requests: list[SampleRequest]) -> SampleResult:
     """One token per row. Logprobs are the model's own distribution's; the choice is made after logit bias,
     penalties and, for constrained rows, the mask (a disallowed token is never chosen)."""
-    batch = logits.shape[0]
     processed = logits  # a copy only when some row is penalized, biased or constrained
     for i, r in enumerate(requests):
         if is_processed(r.params) or r.allowed is not None:
@@ -128,7 +127,12 @@ def sample(logits: np.ndarray, requests: list[SampleRequest]) -> SampleResult:
             ids, probs = filter_candidates(processed[i], r.params)
             pick = int(np.searchsorted(np.cumsum(probs), r.generator.random() * probs.sum(), side="right"))
             chosen[i] = ids[min(pick, ids.shape[0] - 1)]
+    return with_logprobs(logits, chosen, requests)
 
+
+def with_logprobs(logits: np.ndarray, chosen: np.ndarray, requests: list[SampleRequest]) -> SampleResult:
+    """The chosen tokens with the logprobs their requests ask for, from the model's own distribution."""
+    batch = logits.shape[0]
     want = [i for i, r in enumerate(requests) if r.num_logprobs >= 0]
     if not want:
         return SampleResult(chosen, None, [], [])

@@ -3,8 +3,15 @@
 A step runs one decode pass over the dense slot range [0, span), where span covers every sequence that is
 decoding (one pending token). Each sequence inside that range advances by one token: its last sampled token, or
 the next token of a prompt still being prefilled; free slots in the range get a dummy token. The step's remaining
-token budget goes to prefill chunks of sequences with prompt tokens still pending, oldest first, so a long prompt
-is spread over several steps instead of stalling everyone else's decode.
+token budget goes to prefill chunks of sequences with prompt tokens still pending, so a long prompt is spread over
+several steps instead of stalling everyone else's decode.
+
+Fair prefill (`long_prefill_token_threshold` T > 0): no prompt runs more than T tokens in one step, and at most
+`max_num_partial_prefills` P prompts get a chunk in one step, within the budget, in this order: the oldest long
+prompt (more than T tokens pending), so it progresses every step; then short prompts (T or fewer pending), oldest
+first, each all at once; then the other long prompts, oldest first. So a short prompt's first token never waits for
+a long prompt's prefill, and a step's prefill work stays within P × T tokens, whatever the prompts' lengths. With
+T = 0, chunks go oldest first, each as large as the budget allows.
 
 KV memory is a token budget (KVCache.budget_tokens): a waiting sequence is admitted when a slot is free and its
 tokens fit, with one token of headroom per running sequence for the next decode step. When running sequences
@@ -31,6 +38,8 @@ class SchedulerConfig:
     max_batched_tokens: int = 512  # tokens per step across decode rows and prefill chunks
     max_waiting: int = 1024
     max_queue_wait_s: float = 0.0  # waiting longer than this for a slot fails the request; 0 = no limit
+    long_prefill_token_threshold: int = 128  # at most this many tokens of a prompt per step; 0 = oldest first, uncapped
+    max_num_partial_prefills: int = 4  # prompts that get a chunk in one step (when the threshold is on); ≥ 2
 
 
 @dataclass(slots=True, frozen=True)
@@ -104,29 +113,76 @@ class Scheduler:
             self.kv.budget_tokens,
         )
 
-    def schedule(self) -> ScheduleOutput:
+    def schedule(self, draft_tokens: int = 0) -> ScheduleOutput:
         used = self._preempt_to_fit()
         while self.waiting and self.kv.can_allocate() and (not self.running or self._fits(self.waiting[0], used)):
             seq = self.waiting.popleft()
             used += len(seq.token_ids)
             seq.slot = self.kv.allocate()
             seq.status = SequenceStatus.RUNNING
+            readmitted = seq.scheduled_time is not None
             seq.scheduled_time = seq.scheduled_time or time.monotonic()
             self.running[seq.slot] = seq
             if self.on_admit is not None:
                 self.on_admit(seq)
+            self._log_admitted(seq, readmitted)
         decoding = [slot for slot, seq in self.running.items() if seq.num_pending == 1]
         span = max(decoding) + 1 if decoding else 0
-        budget = self.config.max_batched_tokens - span
-        prefill = []
+        # drafts verified this step (engine/speculative.py) take their tokens from the budget too
+        prefill = self._plan_prefill(span, self.config.max_batched_tokens - span - draft_tokens)
+        if logger.isEnabledFor(logging.DEBUG):
+            for chunk in prefill:
+                self._log_chunk(chunk, span)
+        return ScheduleOutput(span, prefill)
+
+    def _plan_prefill(self, span: int, budget: int) -> list[PrefillChunk]:
+        """Prompt chunks for this step, after the decode pass over [0, span) (which takes one token of each)."""
+        pending: list[tuple[Sequence, int]] = []  # (sequence, tokens left after the decode pass), oldest first
         for seq in sorted(self.running.values(), key=lambda s: s.seq_id):
             assert seq.slot is not None
-            remaining = seq.num_pending - (1 if seq.slot < span else 0)  # the decode pass takes one
-            if remaining > 0 and budget > 0:
-                take = min(remaining, budget)
-                prefill.append(PrefillChunk(seq, take))
-                budget -= take
-        return ScheduleOutput(span, prefill)
+            remaining = seq.num_pending - (1 if seq.slot < span else 0)
+            if remaining > 0:
+                pending.append((seq, remaining))
+        threshold = self.config.long_prefill_token_threshold
+        if threshold:
+            long = [p for p in pending if p[1] > threshold]
+            short = [p for p in pending if p[1] <= threshold]
+            # the oldest long prompt first (it progresses every step), then short ones, then other long ones
+            pending = (long[:1] + short + long[1:])[: self.config.max_num_partial_prefills]
+        prefill = []
+        for seq, remaining in pending:
+            take = min(remaining, threshold or remaining, budget)
+            if take <= 0:
+                break
+            prefill.append(PrefillChunk(seq, take))
+            budget -= take
+        return prefill
+
+    def _log_admitted(self, seq: Sequence, readmitted: bool) -> None:
+        assert seq.scheduled_time is not None
+        logger.debug(
+            "request %s choice %d %s slot %d, %.3f s after arrival: %d tokens, %d of them from the prefix cache",
+            seq.request.request_id,
+            seq.index,
+            "readmitted (after preemption) to" if readmitted else "admitted to",
+            seq.slot,
+            (time.monotonic() if readmitted else seq.scheduled_time) - seq.request.arrival_time,
+            len(seq.token_ids),
+            seq.num_cached,
+        )
+
+    def _log_chunk(self, chunk: PrefillChunk, span: int) -> None:
+        seq = chunk.seq
+        assert seq.slot is not None
+        done = seq.num_cached + chunk.num_tokens + (1 if seq.slot < span else 0)
+        logger.debug(
+            "request %s choice %d prefill: %d tokens this step, %d of %d done",
+            seq.request.request_id,
+            seq.index,
+            chunk.num_tokens,
+            done,
+            len(seq.token_ids),
+        )
 
     def finish(self, seq: Sequence) -> None:
         """Take a finished or aborted sequence out, freeing its slot."""

@@ -9,6 +9,7 @@ import numpy as np
 
 from inference_service.engine.constraints import Matcher
 from inference_service.engine.detokenizer import IncrementalDetokenizer, StopMatcher
+from inference_service.engine.speculative import Drafter
 from inference_service.engine.tool_calls import ToolCallParser
 from inference_service.engine.types import FinishReason, GenerationRequest
 
@@ -38,6 +39,7 @@ class Sequence:
     first_token_time: float | None = None
     matcher: Matcher | None = None  # constrained decoding: advanced by every sampled token
     tool_parser: ToolCallParser | None = None  # chat with callable tools: splits text and calls
+    drafter: Drafter | None = None  # speculative decoding by prompt lookup
 
     @property
     def num_pending(self) -> int:

@@ -211,6 +211,8 @@ class ServerLoad:
     max_running_sequences: int
     prefix_cache_hit_tokens: int  # prompt tokens restored from the prefix cache since start
     preemptions: int  # since start
+    draft_tokens: int  # speculative decoding: drafted tokens verified since start
+    accepted_draft_tokens: int  # of them, accepted
     has_work: bool  # sequences waiting or running when published
     published_at: float  # time.monotonic()
 

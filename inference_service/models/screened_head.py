@@ -22,9 +22,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from inference_service.models.decoder_graph import IR_VERSION, OPSETS
 
-VERSION = 2  # 2: the head runs on one position per row (head_positions)
+VERSION = 3  # 2: the head runs on one position per row (head_positions); 3: on P positions per row
 LOWER, UPPER, HIDDEN = "logits_lower", "logits_upper", "hidden"
-POSITIONS = "head_positions"  # input [B]: which kept position of each row the head runs on
+POSITIONS = "head_positions"  # input [B, P]: which kept positions of each row the head runs on
 BLOCK = 32
 # per-element rounding of the activations (scale/2 = amax/254), plus fp32 slack far above the kernel's rounding
 BOUND_PER_AMAX = np.float32(1 / 254 + 1e-5)
@@ -65,8 +65,8 @@ class ScreenedHead:
 
 
 def screen_head(model: onnx.ModelProto, logits_name: str) -> ScreenedHead | None:
-    """Rewrite `model` in place to output LOWER/UPPER/HIDDEN [B, 1, ·] for the kept position POSITIONS[b] of each row
-    instead of `logits_name` [B, kept, V].
+    """Rewrite `model` in place to output LOWER/UPPER/HIDDEN [B, P, ·] for the kept positions POSITIONS[b, :] of each
+    row instead of `logits_name` [B, kept, V] (P = 1 but for rows that verify a draft: every position).
 
     None (and `model` untouched) unless the head is an fp32 MatMul whose weight is exactly a Q8_0 embedding.
     """
@@ -86,18 +86,17 @@ def screen_head(model: onnx.ModelProto, logits_name: str) -> ScreenedHead | None
         return None
     qweight, scales = tied
     vocab, k = head_weight.shape
-    hidden = "lm_head.row/out"  # [B, 1, K]: the one position per row that is sampled
+    hidden = "lm_head.gather/out"  # [B, P, K]: the positions of each row that are sampled
     abs_sum = np.abs(head_weight.reshape(vocab, k // BLOCK, BLOCK)).sum(-1)  # [V, K/32]: Σ_{k∈b} |w_k|
     inits = [
         numpy_helper.from_array(scales.reshape(-1), "lm_head.screen.scales"),
         numpy_helper.from_array(np.ascontiguousarray((abs_sum * BOUND_PER_AMAX).T), "lm_head.screen.bound_t"),
         numpy_helper.from_array(np.array([0, 0, k // BLOCK, BLOCK], np.int64), "lm_head.screen.blocks"),
         numpy_helper.from_array(np.array([-1], np.int64), "lm_head.screen.last_axis"),
-        numpy_helper.from_array(np.array([-1, 1], np.int64), "lm_head.positions_shape"),
-        numpy_helper.from_array(np.array([1], np.int64), "lm_head.row_axis"),
+        numpy_helper.from_array(np.array([0, -1, 1], np.int64), "lm_head.positions_shape"),
     ]
     nodes = [
-        # kept [B, kept positions, K] → each row's position head_positions[b] (right-padded prefill rows end at
+        # kept [B, kept positions, K] → each row's positions head_positions[b, :] (right-padded prefill rows end at
         # different positions; the unscreened graph computes the head for every kept position instead)
         helper.make_node(
             "Reshape", [POSITIONS, "lm_head.positions_shape"], ["lm_head.positions/out"], name="lm_head.positions"
@@ -105,11 +104,10 @@ def screen_head(model: onnx.ModelProto, logits_name: str) -> ScreenedHead | None
         helper.make_node(
             "GatherND",
             [matmul.input[0], "lm_head.positions/out"],
-            ["lm_head.gather/out"],
+            [hidden],
             name="lm_head.gather",
             batch_dims=1,
         ),
-        helper.make_node("Unsqueeze", ["lm_head.gather/out", "lm_head.row_axis"], [hidden], name="lm_head.row"),
         helper.make_node(
             "MatMulNBits",
             [hidden, qweight, "lm_head.screen.scales"],
@@ -149,11 +147,11 @@ def screen_head(model: onnx.ModelProto, logits_name: str) -> ScreenedHead | None
     old = next(o for o in graph.output if o.name == logits_name)
     batch = old.type.tensor_type.shape.dim[0].dim_param or "batch"
     outputs = [
-        helper.make_tensor_value_info(LOWER, TensorProto.FLOAT, [batch, 1, vocab]),
-        helper.make_tensor_value_info(UPPER, TensorProto.FLOAT, [batch, 1, vocab]),
-        helper.make_tensor_value_info(HIDDEN, TensorProto.FLOAT, [batch, 1, k]),
+        helper.make_tensor_value_info(LOWER, TensorProto.FLOAT, [batch, "head_rows", vocab]),
+        helper.make_tensor_value_info(UPPER, TensorProto.FLOAT, [batch, "head_rows", vocab]),
+        helper.make_tensor_value_info(HIDDEN, TensorProto.FLOAT, [batch, "head_rows", k]),
     ]
-    graph.input.append(helper.make_tensor_value_info(POSITIONS, TensorProto.INT64, [batch]))
+    graph.input.append(helper.make_tensor_value_info(POSITIONS, TensorProto.INT64, [batch, "head_rows"]))
     rest = [o for o in graph.output if o.name != logits_name]
     del graph.output[:]
     graph.output.extend(outputs + rest)

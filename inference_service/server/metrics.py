@@ -34,15 +34,23 @@ class _EngineCollector(Collector):
         preemptions = CounterMetricFamily(
             "ortserve_preemptions", "Running sequences preempted to stay within the KV budget", labels=["model"]
         )
+        drafted = CounterMetricFamily(
+            "ortserve_spec_draft_tokens", "Tokens drafted by prompt lookup and verified", labels=["model"]
+        )
+        accepted = CounterMetricFamily(
+            "ortserve_spec_accepted_tokens", "Drafted tokens the model accepted", labels=["model"]
+        )
         for model_id, model in self.models.items():
             load = model.engine.load()
+            drafted.add_metric([model_id], load.draft_tokens)
+            accepted.add_metric([model_id], load.accepted_draft_tokens)
             running.add_metric([model_id], load.running_sequences)
             waiting.add_metric([model_id], load.waiting_requests)
             used.add_metric([model_id], load.kv_tokens_used)
             total.add_metric([model_id], load.kv_tokens_total)
             hits.add_metric([model_id], load.prefix_cache_hit_tokens)
             preemptions.add_metric([model_id], load.preemptions)
-        yield from (running, waiting, used, total, hits, preemptions)
+        yield from (running, waiting, used, total, hits, preemptions, drafted, accepted)
 
 
 class ServiceMetrics:

@@ -153,4 +153,6 @@ class ModelServicer(model_grpc.ModelServiceServicer):
             kv_tokens_used=sum(x.kv_tokens_used for x in loads),
             kv_tokens_total=sum(x.kv_tokens_total for x in loads),
             max_running_sequences=sum(x.max_running_sequences for x in loads),
+            draft_tokens=sum(x.draft_tokens for x in loads),
+            accepted_draft_tokens=sum(x.accepted_draft_tokens for x in loads),
         )

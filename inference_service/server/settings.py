@@ -51,6 +51,32 @@ class ServiceSettings(BaseSettings):
         "full (max_num_seqs × max_model_len)",
     )
     max_batched_tokens: int = Field(512, ge=16, description="tokens per engine step (decode rows + prefill)")
+    long_prefill_token_threshold: int = Field(
+        128,
+        ge=0,
+        description="fair prefill: a prompt runs at most this many tokens per step, and one with more pending is long: "
+        "the oldest long prompt and short prompts share each step, so short prompts get their first token while a "
+        "long one prefills; 0 = oldest first, as much as the step's budget allows (docs/architecture.md)",
+    )
+    max_num_partial_prefills: int = Field(
+        4,
+        ge=2,
+        description="prompts that get a prefill chunk in the same step (with long_prefill_token_threshold); at least "
+        "2, so that short prompts can pass a long one",
+    )
+    speculative: Literal["ngram", "none"] = Field(
+        "ngram",
+        description="speculative decoding by prompt lookup: a sequence whose last tokens occurred before in its prompt "
+        "or output drafts what followed, verified in one pass (same output as without it); none = off",
+    )
+    speculative_ngram: int = Field(3, ge=1, le=8, description="tokens a draft's lookup matches")
+    speculative_max_draft: int = Field(8, ge=1, le=16, description="tokens drafted per step at most")
+    speculative_max_batch: int = Field(
+        2,
+        ge=1,
+        description="sequences draft only while at most this many are running: a verification pass per drafting "
+        "sequence pays at low occupancy only (docs/benchmarks.md)",
+    )
     dense_min_rows: int = Field(
         2, ge=0, description="CPU: steps with at least this many token rows run the fp32 dense twin; 0 = never"
     )

@@ -28,7 +28,12 @@ class FakeRunner:
         return self.kv.layout.slot_capacity
 
     def forward(
-        self, input_ids: np.ndarray, lengths: np.ndarray, first_slot: int, last: np.ndarray | None = None
+        self,
+        input_ids: np.ndarray,
+        lengths: np.ndarray,
+        first_slot: int,
+        last: np.ndarray | None = None,
+        every_position: bool = False,
     ) -> np.ndarray:
         if self.fail_next:
             self.fail_next = False
@@ -36,6 +41,11 @@ class FakeRunner:
         time.sleep(self.delay)
         batch, seq = input_ids.shape
         self.calls.append((first_slot, batch, seq))
+        if every_position:  # every position's next token, row-major
+            flat = input_ids.reshape(-1)
+            logits = np.zeros((flat.shape[0], VOCAB), np.float32)
+            logits[np.arange(flat.shape[0]), (flat + 1) % VOCAB] = 10.0
+            return logits
         logits = np.zeros((batch, VOCAB), np.float32)
         final = input_ids[np.arange(batch), seq - 1 if last is None else last]  # each row's last real token
         logits[np.arange(batch), (final + 1) % VOCAB] = 10.0

@@ -10,6 +10,7 @@ import numpy as np
 from inference_service.engine.core import EngineCore
 from inference_service.engine.errors import InvalidRequestError
 from inference_service.engine.scheduler import SchedulerConfig
+from inference_service.engine.speculative import SpeculativeConfig
 from inference_service.engine.types import (
     ChoiceOutput,
     FinishReason,
@@ -336,3 +337,68 @@ def test_a_grammar_that_fails_fails_only_its_request() -> None:
     assert failed == "bad" and isinstance(error, InvalidRequestError) and "step fuel exhausted" in str(error)
     assert text(outs[("bad", 0)]) == "f"  # the token before the failure was sent
     assert text(outs[("good", 0)]) == "cde"
+
+
+def spec_core(max_batch: int = 1, **kw: Any) -> tuple[EngineCore, FakeRunner]:
+    runner = FakeRunner(4, 64)
+    config = SpeculativeConfig(ngram=3, max_draft=4, max_batch=max_batch, **kw)
+    tokenizer = cast(Any, FakeTokenizer())
+    return EngineCore(runner, tokenizer, (EOS,), SchedulerConfig(512), pad_token_id=0, speculative=config), runner
+
+
+def outcome(outs: list[ChoiceOutput]) -> tuple[list[int], str, FinishReason | None, str]:
+    return [t for o in outs for t in o.token_ids], text(outs), outs[-1].finish_reason, outs[-1].matched_stop
+
+
+SPEC_CASES = [
+    ([1, 2, 3, 4, 5, 1, 2, 3], StoppingParams(max_tokens=12)),  # drafts 4 5 1 2: two accepted, then 6
+    ([5, 6, 7, 8, 9, 10, 5, 6, 7], StoppingParams(max_tokens=3)),  # max_tokens reached with the bonus token
+    ([5, 6, 7, 8, 9, 10, 11, 5, 6, 7], StoppingParams(max_tokens=10, stop=("jk",))),  # stop across accepted tokens
+    ([6, 30, 31, 0, 7, 5, 6, 30], StoppingParams(max_tokens=10)),  # EOS is an accepted drafted token
+    ([20, 28, 29, 30, 31, 5, 28, 29, 30], StoppingParams(max_tokens=10)),  # EOS where the draft is rejected
+    ([9, 8, 7, 6], StoppingParams(max_tokens=6)),  # nothing to look up: no draft
+]
+
+
+def test_speculation_gives_exactly_the_tokens_of_plain_decoding() -> None:
+    drafted = []
+    for prompt, stopping in SPEC_CASES:
+        plain_core, _ = make_core()
+        plain_core.add_request(req("r", prompt, stopping=stopping))
+        core, _ = spec_core()
+        core.add_request(req("r", prompt, stopping=stopping))
+        assert outcome(run(core)[("r", 0)]) == outcome(run(plain_core)[("r", 0)]), prompt
+        drafted.append(core.draft_tokens)
+    assert all(drafted[:-1]) and drafted[-1] == 0  # every case but the last verified drafts
+
+
+def test_accepted_drafts_save_passes() -> None:
+    prompt = list(range(1, 20)) + list(range(1, 4))  # the continuation 4, 5, … is all in the prompt
+    core, runner = spec_core()
+    core.add_request(req("r", prompt, max_tokens=16))
+    outs = run(core)[("r", 0)]
+    assert [t for o in outs for t in o.token_ids] == list(range(4, 20))
+    assert core.accepted_tokens == core.draft_tokens > 0
+    assert len(runner.calls) < 16 / 2  # a prefill, then up to 5 tokens a pass
+
+
+def test_sampled_speculation_repeats_itself_with_a_seed() -> None:
+    sampling = SamplingParams(temperature=1.0, top_k=3, seed=11)
+
+    def once() -> list[int]:
+        core, _ = spec_core()
+        core.add_request(req("s", [1, 2, 3, 4, 5, 1, 2, 3], max_tokens=12, sampling=sampling))
+        return outcome(run(core)[("s", 0)])[0]
+
+    assert once() == once()
+
+
+def test_no_drafts_above_max_batch_and_for_constrained_rows() -> None:
+    core, _ = spec_core(max_batch=1)
+    for rid in ("a", "b"):
+        core.add_request(req(rid, [1, 2, 3, 4, 5, 1, 2, 3], max_tokens=6))
+    outs = run(core)
+    assert core.draft_tokens == 0 and text(outs[("a", 0)]) == text(outs[("b", 0)]) == "efghij"
+    core, _ = spec_core()
+    core.add_request(req("c", [1, 2, 3, 4, 5, 1, 2, 3], max_tokens=3, grammar=cast(Any, ScriptGrammar([4, 5, 6]))))
+    assert text(run(core)[("c", 0)]) == "efg" and core.draft_tokens == 0

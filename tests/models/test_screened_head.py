@@ -81,7 +81,7 @@ def test_bounds_hold_for_hidden_states_with_outliers() -> None:
     x[2, 1] = 0.0
     ids = np.zeros((4, 3), np.int64)
     positions = np.array([0, 2, 1, 2], np.int64)  # the head runs on one position per row
-    lower, upper, hidden, _ = session(model).run(None, {"x": x, "ids": ids, POSITIONS: positions})
+    lower, upper, hidden, _ = session(model).run(None, {"x": x, "ids": ids, POSITIONS: positions[:, None]})
     rows = x[np.arange(4), positions]  # [4, K]
     exact = rows.astype(np.float64) @ w.T.astype(np.float64)
     assert lower.shape == upper.shape == (4, 1, V) and np.array_equal(hidden[:, 0], rows)
@@ -92,6 +92,11 @@ def test_bounds_hold_for_hidden_states_with_outliers() -> None:
     full = session(screened.full).run(None, {HIDDEN: rows})[0]
     assert np.allclose(full, exact, atol=1e-4)
     assert np.array_equal(screened.weight, w)
+    # several positions per row (a row that verifies a draft): [B, P, ·], the same bounds per position
+    every = np.tile(np.arange(3, dtype=np.int64), (4, 1))
+    lower_p, upper_p, hidden_p, _ = session(model).run(None, {"x": x, "ids": ids, POSITIONS: every})
+    assert lower_p.shape == (4, 3, V) and np.array_equal(hidden_p, x)
+    assert np.allclose(lower_p[np.arange(4), positions], lower) and np.allclose(upper_p[np.arange(4), positions], upper)
 
 
 def test_a_head_that_is_not_the_embedding_is_left_alone() -> None:

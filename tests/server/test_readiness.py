@@ -56,7 +56,7 @@ async def test_ready_while_the_loop_runs_and_not_after_it_dies() -> None:
 
 
 def snapshot(has_work: bool, published_at: float) -> ServerLoad:
-    return ServerLoad(0, 0, 0, 64, 4, 0, 0, has_work=has_work, published_at=published_at)
+    return ServerLoad(0, 0, 0, 64, 4, 0, 0, 0, 0, has_work=has_work, published_at=published_at)
 
 
 async def test_stalled_loop_with_work_and_draining_are_not_ready() -> None:
@@ -86,7 +86,7 @@ async def test_published_snapshot_carries_counters_and_work() -> None:
     assert not before.has_work and (before.preemptions, before.prefix_cache_hit_tokens) == (0, 0)
     engine.start()
     try:
-        params = GenerationParams(SamplingParams(temperature=0.0), StoppingParams(max_tokens=20))
+        params = GenerationParams(SamplingParams(temperature=0.0), StoppingParams(max_tokens=60))
         stream = engine.generate(PromptInput(text="ab"), params, "busy")
         await anext(stream)
         during = engine.load()

@@ -65,15 +65,19 @@ class GetServerLoadRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerLoadResponse(_message.Message):
-    __slots__ = ("running_sequences", "waiting_requests", "kv_tokens_used", "kv_tokens_total", "max_running_sequences")
+    __slots__ = ("running_sequences", "waiting_requests", "kv_tokens_used", "kv_tokens_total", "max_running_sequences", "draft_tokens", "accepted_draft_tokens")
     RUNNING_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     WAITING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     KV_TOKENS_USED_FIELD_NUMBER: _ClassVar[int]
     KV_TOKENS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNNING_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_DRAFT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     running_sequences: int
     waiting_requests: int
     kv_tokens_used: int
     kv_tokens_total: int
     max_running_sequences: int
-    def __init__(self, running_sequences: _Optional[int] = ..., waiting_requests: _Optional[int] = ..., kv_tokens_used: _Optional[int] = ..., kv_tokens_total: _Optional[int] = ..., max_running_sequences: _Optional[int] = ...) -> None: ...
+    draft_tokens: int
+    accepted_draft_tokens: int
+    def __init__(self, running_sequences: _Optional[int] = ..., waiting_requests: _Optional[int] = ..., kv_tokens_used: _Optional[int] = ..., kv_tokens_total: _Optional[int] = ..., max_running_sequences: _Optional[int] = ..., draft_tokens: _Optional[int] = ..., accepted_draft_tokens: _Optional[int] = ...) -> None: ...
