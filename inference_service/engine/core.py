@@ -200,10 +200,10 @@ class EngineCore:
         plan = self._schedule(sum(len(d) for d in drafts.values()))
         masks = self._start_masks(plan)
         ready: list[tuple[Sequence, Row]] = []  # sequences whose pending tokens all ran → sample
-        rows = self._decode_rows(plan.decode_span)
+        rows = self._decode_rows(plan)
         verify = [(seq, drafts[seq.seq_id]) for _, seq in rows if seq.seq_id in drafts]
         if len(verify) < len(rows):  # a pass for the rows that do not verify a draft (when there are any)
-            self._decode(plan.decode_span, ready, skip={seq.seq_id for seq, _ in verify})
+            self._decode(plan, ready, skip={seq.seq_id for seq, _ in verify})
         for group in group_prefill(plan.prefill):
             self._prefill(group, ready)
         allowed = masks.result() if masks is not None else {}
@@ -268,7 +268,7 @@ class EngineCore:
     def _start_masks(self, plan: ScheduleOutput) -> Future[dict[int, np.ndarray | str]] | None:
         """The allowed tokens of the constrained sequences that sample this step, computed on a worker thread while
         the passes run (llguidance and ONNX Runtime both release the GIL): seq_id → mask, or the matcher's error."""
-        seqs = [seq for _, seq in self._decode_rows(plan.decode_span) if seq.matcher is not None]
+        seqs = [seq for _, seq in self._decode_rows(plan) if seq.matcher is not None]
         seqs += [c.seq for c in plan.prefill if c.seq.matcher is not None and c.num_tokens == c.seq.num_pending]
         if not seqs:
             return None
@@ -310,34 +310,35 @@ class EngineCore:
     def _schedule(self, draft_tokens: int = 0) -> ScheduleOutput:
         self._stepping = [s.request.request_id for s in self.scheduler.running.values()]  # until the plan is known
         plan = self.scheduler.schedule(draft_tokens)
-        in_step = [seq for _, seq in self._decode_rows(plan.decode_span)] + [chunk.seq for chunk in plan.prefill]
+        in_step = [seq for _, seq in self._decode_rows(plan)] + [chunk.seq for chunk in plan.prefill]
         self._stepping = list(dict.fromkeys(seq.request.request_id for seq in in_step))
         return plan
 
-    def _decode_rows(self, span: int) -> list[tuple[int, Sequence]]:
-        return [(slot, seq) for slot, seq in self.scheduler.running.items() if slot < span]
+    def _decode_rows(self, plan: ScheduleOutput) -> list[tuple[int, Sequence]]:
+        return [(slot, seq) for slot, seq in self.scheduler.running.items() if plan.decodes(slot)]
 
-    def _prepare_decode(self, span: int, rows: list[tuple[int, Sequence]]) -> tuple[np.ndarray, np.ndarray]:
-        """ids [span, 1]: each row's next pending token; free slots get a dummy token at position 0."""
-        ids = np.full((span, 1), self.pad_token_id, np.int64)
-        lengths = np.ones(span, np.int64)
+    def _prepare_decode(self, plan: ScheduleOutput, rows: list[tuple[int, Sequence]]) -> tuple[np.ndarray, np.ndarray]:
+        """ids [rows of the range, 1]: each row's next pending token; free slots get a dummy token at position 0."""
+        width = plan.decode_span - plan.decode_start
+        ids = np.full((width, 1), self.pad_token_id, np.int64)
+        lengths = np.ones(width, np.int64)
         for slot, seq in rows:
-            ids[slot, 0] = seq.token_ids[seq.num_cached]
-            lengths[slot] = seq.num_cached + 1
+            ids[slot - plan.decode_start, 0] = seq.token_ids[seq.num_cached]
+            lengths[slot - plan.decode_start] = seq.num_cached + 1
         return ids, lengths
 
-    def _decode(self, span: int, ready: list[tuple[Sequence, Row]], skip: set[int] | None = None) -> None:
-        """One forward pass over slots [0, span), one token per sequence. Sequences in `skip` verify a draft in a
-        pass of their own: here their row writes the same KV its own pass writes again, and is not sampled."""
-        rows = self._decode_rows(span)
-        ids, lengths = self._prepare_decode(span, rows)
-        logits = self.runner.forward(ids, lengths, 0)  # [span, V]
+    def _decode(self, plan: ScheduleOutput, ready: list[tuple[Sequence, Row]], skip: set[int] | None = None) -> None:
+        """One forward pass over slots [decode_start, span), one token per sequence. Sequences in `skip` verify a
+        draft in a pass of their own: here their row writes the same KV its own pass writes again, unsampled."""
+        rows = self._decode_rows(plan)
+        ids, lengths = self._prepare_decode(plan, rows)
+        logits = self.runner.forward(ids, lengths, plan.decode_start)  # [span - start, V]
         for slot, seq in rows:
             if skip and seq.seq_id in skip:
                 continue
             seq.num_cached += 1
             if seq.num_pending == 0:
-                self._ready_to_sample(seq, logits[slot], ready)
+                self._ready_to_sample(seq, logits[slot - plan.decode_start], ready)
 
     def _prepare_prefill(self, group: list[PrefillChunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ids [group, longest chunk], right-padded; lengths: cached + chunk; last: each row's last real column."""

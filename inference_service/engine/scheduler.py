@@ -1,7 +1,7 @@
 """Admission and per-step work selection.
 
-A step runs one decode pass over the dense slot range [0, span), where span covers every sequence that is
-decoding (one pending token). Each sequence inside that range advances by one token: its last sampled token, or
+A step runs one decode pass over the slot range [start, span) from the lowest to the highest slot of a sequence that
+is decoding (one pending token). Each sequence inside that range advances by one token: its last sampled token, or
 the next token of a prompt still being prefilled; free slots in the range get a dummy token. The step's remaining
 token budget goes to prefill chunks of sequences with prompt tokens still pending, so a long prompt is spread over
 several steps instead of stalling everyone else's decode.
@@ -50,8 +50,14 @@ class PrefillChunk:
 
 @dataclass(slots=True)
 class ScheduleOutput:
-    decode_span: int  # run slots [0, span) in the decode pass; 0 = no decode pass
+    decode_span: int  # run slots [decode_start, span) in the decode pass; 0 = no decode pass
     prefill: list[PrefillChunk]
+    # the lowest decoding slot: a prompt still prefilling below it (a long one admitted first) stays out of the
+    # decode pass, whose rows would otherwise each attend over its whole context
+    decode_start: int = 0
+
+    def decodes(self, slot: int) -> bool:
+        return self.decode_start <= slot < self.decode_span
 
 
 class Scheduler:
@@ -128,19 +134,22 @@ class Scheduler:
             self._log_admitted(seq, readmitted)
         decoding = [slot for slot, seq in self.running.items() if seq.num_pending == 1]
         span = max(decoding) + 1 if decoding else 0
+        start = min(decoding) if decoding else 0
         # drafts verified this step (engine/speculative.py) take their tokens from the budget too
-        prefill = self._plan_prefill(span, self.config.max_batched_tokens - span - draft_tokens)
+        budget = self.config.max_batched_tokens - (span - start) - draft_tokens
+        plan = ScheduleOutput(span, [], start)
+        plan.prefill = self._plan_prefill(plan, budget)
         if logger.isEnabledFor(logging.DEBUG):
-            for chunk in prefill:
-                self._log_chunk(chunk, span)
-        return ScheduleOutput(span, prefill)
+            for chunk in plan.prefill:
+                self._log_chunk(chunk, plan)
+        return plan
 
-    def _plan_prefill(self, span: int, budget: int) -> list[PrefillChunk]:
-        """Prompt chunks for this step, after the decode pass over [0, span) (which takes one token of each)."""
+    def _plan_prefill(self, plan: ScheduleOutput, budget: int) -> list[PrefillChunk]:
+        """Prompt chunks for this step, after the plan's decode pass (which takes one token of each of its rows)."""
         pending: list[tuple[Sequence, int]] = []  # (sequence, tokens left after the decode pass), oldest first
         for seq in sorted(self.running.values(), key=lambda s: s.seq_id):
             assert seq.slot is not None
-            remaining = seq.num_pending - (1 if seq.slot < span else 0)
+            remaining = seq.num_pending - (1 if plan.decodes(seq.slot) else 0)
             if remaining > 0:
                 pending.append((seq, remaining))
         threshold = self.config.long_prefill_token_threshold
@@ -171,10 +180,10 @@ class Scheduler:
             seq.num_cached,
         )
 
-    def _log_chunk(self, chunk: PrefillChunk, span: int) -> None:
+    def _log_chunk(self, chunk: PrefillChunk, plan: ScheduleOutput) -> None:
         seq = chunk.seq
         assert seq.slot is not None
-        done = seq.num_cached + chunk.num_tokens + (1 if seq.slot < span else 0)
+        done = seq.num_cached + chunk.num_tokens + (1 if plan.decodes(seq.slot) else 0)
         logger.debug(
             "request %s choice %d prefill: %d tokens this step, %d of %d done",
             seq.request.request_id,

@@ -402,3 +402,19 @@ def test_no_drafts_above_max_batch_and_for_constrained_rows() -> None:
     core, _ = spec_core()
     core.add_request(req("c", [1, 2, 3, 4, 5, 1, 2, 3], max_tokens=3, grammar=cast(Any, ScriptGrammar([4, 5, 6]))))
     assert text(run(core)[("c", 0)]) == "efg" and core.draft_tokens == 0
+
+
+def test_a_prompt_prefilling_below_the_decoding_slots_stays_out_of_the_decode_pass() -> None:
+    core, runner = make_core(max_batched_tokens=64)
+    core.scheduler.config = SchedulerConfig(64, long_prefill_token_threshold=16)
+    core.add_request(req("long", list(range(1, 31)) * 4, max_tokens=2))  # slot 0: 120 tokens, 16 a step
+    core.step()
+    core.add_request(req("short", [1, 2], max_tokens=4))  # slot 1: decodes while slot 0 still prefills
+    outs = run(core)
+    decode_passes = [(first, batch) for first, batch, seq in runner.calls if seq == 1]
+    assert decode_passes and all(first == 1 for first, _ in decode_passes[:3])  # [1, 2): not slot 0
+    plain, _ = make_core(max_batched_tokens=64)
+    for request in (req("long", list(range(1, 31)) * 4, max_tokens=2), req("short", [1, 2], max_tokens=4)):
+        plain.add_request(request)
+    want = run(plain)
+    assert [outcome(outs[k]) for k in sorted(outs)] == [outcome(want[k]) for k in sorted(want)]
