@@ -18,6 +18,7 @@ from bench import llama_build, machine, servers
 from bench.clients import GenParams, GRPCChatClient, HTTPChatClient, StreamClient
 from bench.load import Scenario, measure_cancel_to_free, measure_prefill, prefill_tok_s, run_scenario
 from bench.report import (
+    CONSTRAINED_TITLE,
     GRPC,
     LONG_SHORT_TITLE,
     OURS,
@@ -115,7 +116,8 @@ def write(results: Results, out: Path, observations: str = "") -> None:
     plot(results, plot_path)
     page = render_markdown(results, plot_path.name, observations)
     old = out.read_text() if out.exists() else ""
-    for title in (LONG_SHORT_TITLE, SPECULATIVE_TITLE):  # sections `python -m bench long-short` / `speculative` write
+    # sections written by `python -m bench long-short` / `speculative` and by hand (`python -m bench.constrained`)
+    for title in (LONG_SHORT_TITLE, SPECULATIVE_TITLE, CONSTRAINED_TITLE):
         kept = section_of(old, title)
         page = splice_section(page, title, kept) if kept else page
     out.write_text(page)

@@ -16,6 +16,7 @@ THEIRS = "llama-server"
 GRPC = "ortserve-grpc"
 LONG_SHORT_TITLE = "## Long prompt + short prompts"  # written by `python -m bench long-short`, kept by compare
 SPECULATIVE_TITLE = "## Speculative decoding"  # written by `python -m bench speculative`, kept by compare
+CONSTRAINED_TITLE = "## Constrained decoding"  # from `python -m bench.constrained`, kept by compare
 SUMMARY_HEADER = (
     "concurrency", "output tok/s", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "ITL p95 ms", "prompt tokens",
     "requests / errors",
