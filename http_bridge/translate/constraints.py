@@ -30,26 +30,27 @@ def to_constraint(body: SamplingRequest) -> pb.Constraint | None:
     if fmt is not None and fmt.json_schema is not None and fmt.type == "json_schema":
         return _schema(fmt.json_schema.schema_)
     structured = body.structured_outputs
-    if structured is not None:
-        if structured.json_ is not None:
-            return _schema(structured.json_)
-        if structured.json_object:
-            return pb.Constraint(json_object=True)
-        if structured.regex is not None:
-            return pb.Constraint(regex=structured.regex)
-        if structured.choice is not None:
-            return _choice(structured.choice)
-        if structured.grammar is not None:
-            return pb.Constraint(lark=structured.grammar)
-    if body.guided_json is not None:
-        return _schema(body.guided_json)
-    if body.guided_regex is not None:
-        return pb.Constraint(regex=body.guided_regex)
-    if body.guided_choice is not None:
-        return _choice(body.guided_choice)
-    if body.guided_grammar is not None:
-        return pb.Constraint(lark=body.guided_grammar)
-    return None
+    if structured is not None:  # vLLM's newer form of the guided_* fields: the same kinds
+        return _kind(structured.json_, structured.json_object, structured.regex, structured.choice, structured.grammar)
+    return _kind(body.guided_json, False, body.guided_regex, body.guided_choice, body.guided_grammar)
+
+
+def _kind(
+    schema: dict[str, Any] | None,
+    json_object: bool | None,
+    regex: str | None,
+    choice: list[str] | None,
+    lark: str | None,
+) -> pb.Constraint | None:
+    if schema is not None:
+        return _schema(schema)
+    if json_object:
+        return pb.Constraint(json_object=True)
+    if regex is not None:
+        return pb.Constraint(regex=regex)
+    if choice is not None:
+        return _choice(choice)
+    return pb.Constraint(lark=lark) if lark is not None else None
 
 
 def constraint_param(body: SamplingRequest) -> str | None:
