@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
-import httpx2
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from http_bridge.app import create_app
-from http_bridge.settings import BridgeSettings
 from tests.http_bridge.fakes import MODEL_ID, FakeClient, hello, rpc_error
 
 pytestmark = pytest.mark.anyio
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]
-
-
-@pytest.fixture
-async def sdk(fake: FakeClient) -> AsyncIterator[openai.AsyncOpenAI]:
-    app = create_app(BridgeSettings(_env_file=None), client=fake)
-    transport = httpx2.ASGITransport(app=app)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://bridge") as http_client:
-        yield openai.AsyncOpenAI(api_key="unused", base_url="http://bridge/v1", http_client=http_client, max_retries=0)
 
 
 async def test_non_stream(sdk: openai.AsyncOpenAI) -> None:

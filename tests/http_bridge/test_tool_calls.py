@@ -4,17 +4,13 @@ message.tool_calls, the streamed pieces, finish reasons, and the official SDK's 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import httpx
-import httpx2
 import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from http_bridge.app import create_app
-from http_bridge.settings import BridgeSettings
 from inference_service.api.v1 import generation_pb2 as pb
 from tests.http_bridge.fakes import MODEL_ID, FakeClient, calls, complete, sse_payloads, text
 from tests.http_bridge.openapi_check import validate
@@ -156,14 +152,6 @@ async def test_responses_validate_against_openapi(http: httpx.AsyncClient, fake:
 
 
 # The official SDK's helpers over the same scripted output.
-
-
-@pytest.fixture
-async def sdk(fake: FakeClient) -> AsyncIterator[openai.AsyncOpenAI]:
-    app = create_app(BridgeSettings(_env_file=None), client=fake)
-    transport = httpx2.ASGITransport(app=app)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://bridge") as http_client:
-        yield openai.AsyncOpenAI(api_key="unused", base_url="http://bridge/v1", http_client=http_client, max_retries=0)
 
 
 class GetWeather(BaseModel):
