@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -97,3 +98,20 @@ def sse_payloads(body: str) -> list[object]:
     payloads = body_payloads(body)
     assert body == "".join(f"data: {payload}\n\n" for payload in payloads), body
     return [json_or_done(payload) for payload in payloads]
+
+
+def chat_scope(headers: Sequence[tuple[bytes, bytes]] = (), spec_version: str = "2.3") -> dict[str, Any]:
+    """A raw ASGI scope of `POST /v1/chat/completions` (JSON body), for tests that drive the app's receive/send."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": spec_version},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"bridge"), *headers],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 8000),
+    }

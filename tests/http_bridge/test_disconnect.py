@@ -10,7 +10,7 @@ from starlette.types import Message
 
 from http_bridge.app import create_app
 from http_bridge.settings import BridgeSettings
-from tests.http_bridge.fakes import FakeClient, text
+from tests.http_bridge.fakes import FakeClient, chat_scope, text
 
 pytestmark = pytest.mark.anyio
 
@@ -20,19 +20,7 @@ async def test_disconnect_cancels_generation(spec_version: str) -> None:
     fake = FakeClient(script=[text(0, "Hel")], block_after_script=True)
     app = create_app(BridgeSettings(_env_file=None), client=fake)
     body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": spec_version},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"bridge")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = chat_scope(spec_version=spec_version)
     sent: list[Message] = []
     got_content = asyncio.Event()
     body_sent = False
@@ -61,17 +49,7 @@ async def test_disconnect_cancels_non_stream_generation() -> None:
     fake = FakeClient(script=[text(0, "Hel")], block_after_script=True)
     app = create_app(BridgeSettings(_env_file=None), client=fake)
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]}).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-    }
+    scope = chat_scope()
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive() -> Message:

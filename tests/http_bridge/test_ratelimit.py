@@ -24,7 +24,7 @@ from http_bridge.keys import append_key
 from http_bridge.ratelimit import format_reset, prompt_estimate, reservation
 from http_bridge.settings import BridgeSettings
 from inference_service.api.v1 import generation_pb2 as pb
-from tests.http_bridge.fakes import MODEL_ID, FakeClient, complete, hello, text
+from tests.http_bridge.fakes import MODEL_ID, FakeClient, chat_scope, complete, hello, text
 from tests.redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]  # the fixture
@@ -177,23 +177,7 @@ async def test_streamed_tokens_count_when_the_client_disconnects(bridges: Any, k
     chunks = [pb.GenerateResponse(index=0, chunk=pb.TokenChunk(text=t, token_ids=[1, 2])) for t in ("Hel", "lo")]
     bridge.fake.script, bridge.fake.block_after_script = chunks, True
     body = json.dumps({**BODY, "stream": True}).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"host", b"bridge"),
-            (b"authorization", f"Bearer {key}".encode()),
-        ],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = chat_scope([(b"authorization", f"Bearer {key}".encode())])
     got_content, body_sent = asyncio.Event(), False
 
     async def receive() -> Message:
