@@ -203,24 +203,15 @@ class Accounting:
             self.metrics.requests.labels(name, model).inc()
             self.metrics.prompt_tokens.labels(name, model).inc(prompt)
             self.metrics.completion_tokens.labels(name, model).inc(completion)
-        self._spawn(self._store_charge(key, name, model, admission, reserved, answered, prompt, completion))
 
-    async def _store_charge(
-        self,
-        key: KeyRecord | None,
-        name: str,
-        model: str,
-        admission: tuple[Limits, WindowState, CounterStore] | None,
-        reserved: int,
-        answered: bool,
-        prompt: int,
-        completion: int,
-    ) -> None:
-        if key is not None and admission is not None:
-            limits, window, store = admission
-            await self.counters.correct(store, key.sha256, limits, window.window, reserved, prompt + completion)
-        if answered:
-            await self.counters.add_usage([UsageRow(utc_day(), name, model, 1, prompt, completion)])
+        async def store() -> None:  # the counter store's part, in a task of its own
+            if key is not None and admission is not None:
+                limits, window, counters = admission
+                await self.counters.correct(counters, key.sha256, limits, window.window, reserved, prompt + completion)
+            if answered:
+                await self.counters.add_usage([UsageRow(utc_day(), name, model, 1, prompt, completion)])
+
+        self._spawn(store())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
