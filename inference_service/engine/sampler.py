@@ -109,6 +109,22 @@ def filter_candidates(row: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, n
     return ids[:keep], probs
 
 
+def process(row: np.ndarray, req: SampleRequest) -> np.ndarray:
+    """What the choice is made from: logit bias and penalties, and −inf where a constrained row may not go (the row
+    itself when nothing applies, else a copy)."""
+    if is_processed(req.params):
+        row = apply_penalties(row, req)
+    if req.allowed is not None:
+        row = np.where(req.allowed, row, -np.inf)
+    return row
+
+
+def draw(ids: np.ndarray, probs: np.ndarray, generator: np.random.Generator) -> int:
+    """One of `ids` with probability ∝ `probs` (one uniform draw)."""
+    pick = int(np.searchsorted(np.cumsum(probs), generator.random() * probs.sum(), side="right"))
+    return int(ids[min(pick, ids.shape[0] - 1)])
+
+
 def sample(logits: np.ndarray, requests: list[SampleRequest]) -> SampleResult:
     """One token per row. Logprobs are the model's own distribution's; the choice is made after logit bias,
     penalties and, for constrained rows, the mask (a disallowed token is never chosen)."""
@@ -117,16 +133,11 @@ def sample(logits: np.ndarray, requests: list[SampleRequest]) -> SampleResult:
         if is_processed(r.params) or r.allowed is not None:
             if processed is logits:
                 processed = logits.copy()
-            if is_processed(r.params):
-                processed[i] = apply_penalties(logits[i], r)
-            if r.allowed is not None:
-                processed[i, ~r.allowed] = -np.inf
+            processed[i] = process(logits[i], r)
     chosen = processed.argmax(axis=-1).astype(np.int64)  # greedy rows: no softmax needed
     for i, r in enumerate(requests):
         if not r.params.greedy:
-            ids, probs = filter_candidates(processed[i], r.params)
-            pick = int(np.searchsorted(np.cumsum(probs), r.generator.random() * probs.sum(), side="right"))
-            chosen[i] = ids[min(pick, ids.shape[0] - 1)]
+            chosen[i] = draw(*filter_candidates(processed[i], r.params), r.generator)
     return with_logprobs(logits, chosen, requests)
 
 

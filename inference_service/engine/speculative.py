@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference_service.engine.sampler import SampleRequest, apply_penalties, filter_candidates, is_processed
+from inference_service.engine.sampler import SampleRequest, draw, filter_candidates, process
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,14 +75,11 @@ def choose(logits: np.ndarray, req: SampleRequest, draft: int | None) -> tuple[i
     `logits`: the position's row [V] (exact where the sampler can look, as lm_head.resolve gives it); `draft`: the
     drafted token at this position, or None past the draft (then this is plain sampling).
     """
-    p = req.params
-    row = apply_penalties(logits, req) if is_processed(p) else logits
-    if req.allowed is not None:
-        row = np.where(req.allowed, row, -np.inf)
-    if p.greedy:
+    row = process(logits, req)
+    if req.params.greedy:
         token = int(row.argmax())
         return token, token == draft
-    ids, probs = filter_candidates(row, p)
+    ids, probs = filter_candidates(row, req.params)
     if draft is not None:
         hit = np.flatnonzero(ids == draft)
         p_draft = float(probs[hit[0]]) if hit.shape[0] else 0.0
@@ -93,6 +90,4 @@ def choose(logits: np.ndarray, req: SampleRequest, draft: int | None) -> tuple[i
             probs[hit[0]] = 0.0
         if probs.sum() <= 0.0:  # p(draft) was 1 up to rounding: nothing else to draw
             return draft, True
-    cumulative = np.cumsum(probs)
-    pick = int(np.searchsorted(cumulative, req.generator.random() * cumulative[-1], side="right"))
-    return int(ids[min(pick, ids.shape[0] - 1)]), False
+    return draw(ids, probs, req.generator), False
