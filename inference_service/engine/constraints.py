@@ -130,13 +130,14 @@ def _one_line(error: str) -> str:
     return text[:500] or "rejected by the grammar compiler"
 
 
-def _json_source(source: str, param: str) -> Any:
+def parse_json(source: str, param: str) -> Any:
+    """JSON text from a request (a schema, a choice list), or InvalidRequestError naming `param`."""
     try:
         return json.loads(source)
     except ValueError as e:
-        raise InvalidRequestError(f"not valid JSON: {e}", param=param) from None
+        raise InvalidRequestError(f"{param} is not valid JSON: {e}", param=param) from None
     except RecursionError:
-        raise InvalidRequestError("the JSON is nested too deeply", param=param) from None
+        raise InvalidRequestError(f"{param} is JSON nested too deeply", param=param) from None
 
 
 def to_grammar(constraint: Constraint, param: str = "constraint") -> str:
@@ -151,7 +152,7 @@ def to_grammar(constraint: Constraint, param: str = "constraint") -> str:
     if kind is ConstraintKind.JSON_OBJECT:
         return llguidance.LLMatcher.grammar_from_json_schema({"type": "object"}, overrides=whitespace)
     if kind is ConstraintKind.JSON_SCHEMA:
-        schema = _json_source(constraint.source, param)
+        schema = parse_json(constraint.source, param)
         if not isinstance(schema, dict):
             raise InvalidRequestError("a JSON schema must be an object", param=param)
         return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=whitespace)
@@ -159,7 +160,7 @@ def to_grammar(constraint: Constraint, param: str = "constraint") -> str:
         return llguidance.LLMatcher.grammar_from_regex(constraint.source)
     if kind is ConstraintKind.LARK:
         return llguidance.LLMatcher.grammar_from_lark(constraint.source)
-    choices = _json_source(constraint.source, param)
+    choices = parse_json(constraint.source, param)
     if not (isinstance(choices, list) and choices and all(isinstance(c, str) and c for c in choices)):
         raise InvalidRequestError("choice needs a non-empty list of non-empty strings", param=param)
     alternatives = " | ".join(json.dumps(c) for c in dict.fromkeys(choices))

@@ -12,7 +12,7 @@ import uuid
 
 from inference_service.api.v1 import generation_pb2 as pb
 from inference_service.engine.async_engine import PromptInput
-from inference_service.engine.constraints import tool_call_constraint
+from inference_service.engine.constraints import parse_json, tool_call_constraint
 from inference_service.engine.errors import InvalidRequestError
 from inference_service.engine.types import (
     ChatMessage,
@@ -112,13 +112,7 @@ def chat_tools(chat: pb.ChatInput) -> Tools | None:
         )
         parameters = None
         if t.parameters_json:
-            try:
-                parameters = json.loads(t.parameters_json)
-            except (ValueError, RecursionError) as e:
-                reason = "nested too deeply" if isinstance(e, RecursionError) else f"not valid JSON: {e}"
-                raise InvalidRequestError(
-                    f"tools[{i}].parameters is {reason}", param=f"tools[{i}].parameters"
-                ) from None
+            parameters = parse_json(t.parameters_json, f"tools[{i}].parameters")
             _check(isinstance(parameters, dict), f"tools[{i}].parameters", "parameters must be a JSON Schema object")
         tools.append(Tool(t.name, t.description, parameters))
     names = [t.name for t in tools]
