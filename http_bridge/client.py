@@ -18,7 +18,7 @@ from inference_service.api.v1 import generation_pb2, generation_pb2_grpc, model_
 READY_SERVICE = "inference_service.api.v1.GenerationService"
 
 CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
-    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_time_ms", 30_000),  # the service accepts pings down to its --keepalive-min-ping-interval-s
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # A replica that comes back is reconnected within ~1 s (gRPC's default backoff grows to 120 s).

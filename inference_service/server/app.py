@@ -39,6 +39,11 @@ class InferenceServer:
         options: list[tuple[str, int]] = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # gRPC's defaults (one ping per 5 min without data, none without calls) answer a client's keepalive
+            # pings on an idle connection, such as the bridge's health watch, with GOAWAY too_many_pings after the
+            # third, failing the next call with UNAVAILABLE.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", int(settings.keepalive_min_ping_interval_s * 1000)),
         ]
         if settings.max_connection_age_s > 0:  # clients re-resolve their dns:/// target when a connection ends
             options += [

@@ -113,6 +113,13 @@ class ServiceSettings(BaseSettings):
     max_connection_age_grace_s: float = Field(
         900.0, ge=0, description="how long streams open on a connection closed by max_connection_age_s may still run"
     )
+    keepalive_min_ping_interval_s: float = Field(
+        10.0,
+        gt=0,
+        description="the shortest interval between a client's keepalive pings that the service accepts, also on a "
+        "connection with no call or only idle streams (a bridge's health watch); a client pinging more often gets "
+        "GOAWAY too_many_pings, failing its calls. The bridge pings every 30 s",
+    )
     log_level: str = "INFO"
 
     @field_validator("served_model_name", mode="before")

@@ -1,0 +1,76 @@
+"""Keepalive: the bridge's channel pings its idle connection (one health watch stream open, no data) and the service
+accepts those pings, so the next call succeeds. gRPC's server defaults answered the third such ping with GOAWAY
+too_many_pings, which failed the bridge's next request with 503 after ~90 s of quiet."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any, cast
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from http_bridge import client
+from http_bridge.settings import BridgeSettings
+from inference_service.server.app import InferenceServer
+from inference_service.server.settings import ServiceSettings
+
+pytestmark = pytest.mark.anyio
+PING_MS = 500  # the test's client keepalive; the bridge's own is CHANNEL_OPTIONS' 30 s
+
+
+def keepalive_time_ms() -> int:
+    return next(int(value) for name, value in client.CHANNEL_OPTIONS if name == "grpc.keepalive_time_ms")
+
+
+def test_the_bridges_keepalive_is_no_more_frequent_than_the_service_accepts() -> None:
+    assert keepalive_time_ms() >= ServiceSettings().keepalive_min_ping_interval_s * 1000
+
+
+async def serve(min_ping_interval_s: float) -> InferenceServer:
+    engine = SimpleNamespace(context_length=64)
+    model = SimpleNamespace(model_id="m", names=("m",), engine=engine, execution_provider="CPU", precision="test")
+    settings = ServiceSettings(host="127.0.0.1", port=0, keepalive_min_ping_interval_s=min_ping_interval_s)
+    server = InferenceServer(settings, {"m": cast(Any, model)})
+    await server.server.start()
+    await server.health.set(client.READY_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    return server
+
+
+@pytest.fixture
+def fast_pinging_bridge_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = [(name, PING_MS if name == "grpc.keepalive_time_ms" else value) for name, value in client.CHANNEL_OPTIONS]
+    monkeypatch.setattr(client, "CHANNEL_OPTIONS", options)
+
+
+async def call_after_quiet(server: InferenceServer) -> health_pb2.HealthCheckResponse:
+    """A channel with the bridge's options and an idle stream open on it (a health watch, as the bridge's health
+    checking keeps), quiet for six keepalive pings, then one call."""
+    channel = client.open_channel(f"127.0.0.1:{server.port}", BridgeSettings(health_check=False))
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=client.READY_SERVICE)
+        watch = stub.Watch(request)
+        await watch.read()
+        await asyncio.sleep(6 * PING_MS / 1000)
+        return await stub.Check(request, timeout=5)
+    finally:
+        await channel.close()
+        await server.server.stop(0)
+
+
+@pytest.mark.usefixtures("fast_pinging_bridge_options")
+async def test_a_call_after_a_quiet_spell_of_keepalive_pings_succeeds() -> None:
+    response = await call_after_quiet(await serve(min_ping_interval_s=PING_MS / 1000))
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.usefixtures("fast_pinging_bridge_options")
+async def test_a_service_that_refuses_the_pings_fails_that_call() -> None:
+    """The control: pings more frequent than the service accepts end the connection under the call."""
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call_after_quiet(await serve(min_ping_interval_s=60))
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "ping" in (error.value.details() or "").lower()
