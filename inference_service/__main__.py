@@ -78,25 +78,32 @@ def _serve(args: argparse.Namespace) -> None:
     from inference_service.engine.loader import ModelNotServableError
     from inference_service.models.folder import ModelFolderError
     from inference_service.models.pull import MODELS
-    from inference_service.server.app import serve
+    from inference_service.server.app import ListenError, check_listen, serve
 
     settings = settings_from_args(ServiceSettings, args, "python -m inference_service serve")
     name = registry_name(settings.model)  # a registry name wins over a folder of the same name (use ./NAME)
     if name is None and not Path(settings.model).is_dir():
         _fail("serve", f"--model {settings.model!r}: not a folder, nor 'default' or a model name ({', '.join(MODELS)})")
     configure_logging(settings.log_format, settings.log_level)
-    not_servable: tuple[type[Exception], ...] = (ModelFolderError, ModelNotServableError, *_preparation_errors())
+    not_servable: tuple[type[Exception], ...] = (
+        ListenError,
+        ModelFolderError,
+        ModelNotServableError,
+        *_preparation_errors(),
+    )
     try:  # a clear message and exit status 1, never "ready"
+        for port in (settings.port, settings.metrics_port):  # before a model loads for minutes
+            check_listen(settings.host, port)
         cache = settings.cache_dir
         folder = Path(settings.model) if name is None else prepare_model(name, device=settings.device, cache=cache)
         names = settings.served_names(default=name or folder.name)
         model = _load(settings, folder, names[0], tuple(names[1:]))
+        if settings.fault_injection:
+            model.engine.core.fault_hook = inject_faults
+        asyncio.run(serve(settings, {model.model_id: model}))
     except not_servable as e:
         logging.getLogger("inference_service").error("not serving: %s", e)
         raise SystemExit(1) from None
-    if settings.fault_injection:
-        model.engine.core.fault_hook = inject_faults
-    asyncio.run(serve(settings, {model.model_id: model}))
 
 
 def _load(settings: ServiceSettings, folder: Path, model_id: str, aliases: tuple[str, ...] = ()) -> ServedModel:

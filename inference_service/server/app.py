@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 
 import grpc
@@ -28,6 +29,25 @@ STALL_SECONDS = 30.0  # an engine loop silent this long while it has work is rep
 MAX_MESSAGE_BYTES = 64 * 2**20
 
 
+class ListenError(Exception):
+    """The service cannot listen on an address: another process has it, or it is not an address of this host."""
+
+
+def check_listen(host: str, port: int) -> None:
+    """Raise ListenError unless `host:port` can be bound the way the servers bind it (SO_REUSEADDR, no SO_REUSEPORT):
+    asked before a model loads, so that a taken port fails in a second, not after the load. Port 0 is any free one."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OSError as e:
+        raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 class InferenceServer:
     """Owns the grpc.aio server; build it inside the running event loop (grpc.aio binds to it)."""
 
@@ -39,6 +59,8 @@ class InferenceServer:
         options: list[tuple[str, int]] = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # gRPC's default (on) lets a second service bind a port in use and silently take half its connections.
+            ("grpc.so_reuseport", 0),
             # gRPC's defaults (one ping per 5 min without data, none without calls) answer a client's keepalive
             # pings on an idle connection, such as the bridge's health watch, with GOAWAY too_many_pings after the
             # third, failing the next call with UNAVAILABLE.
@@ -59,10 +81,13 @@ class InferenceServer:
         reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), self.server)
         address = f"{settings.host}:{settings.port}"
         credentials = server_credentials(settings)
-        if credentials is None:
-            self.port = self.server.add_insecure_port(address)
-        else:
-            self.port = self.server.add_secure_port(address, credentials)
+        try:
+            if credentials is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, credentials)
+        except RuntimeError:  # gRPC says only "Failed to bind to address"
+            raise ListenError(f"cannot listen on {address}: in use, or not an address of this host") from None
         self._draining = False
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
@@ -102,12 +127,16 @@ class InferenceServer:
             logger.warning("grace period over: cancelling %d requests", left)
 
     async def run(self) -> None:
+        host, metrics_port = self.settings.host, self.settings.metrics_port
+        if metrics_port:
+            try:
+                self.metrics.serve(host, metrics_port)
+            except OSError as e:
+                raise ListenError(f"cannot listen on {host}:{metrics_port} (metrics): {e.strerror or e}") from None
+            logger.info("metrics on http://%s:%d/metrics", host, metrics_port)
         for model in self.models.values():
             model.engine.start()
         await self.server.start()
-        if self.settings.metrics_port:
-            self.metrics.serve(self.settings.host, self.settings.metrics_port)
-            logger.info("metrics on http://%s:%d/metrics", self.settings.host, self.settings.metrics_port)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         watcher = asyncio.create_task(self._watch())
         logger.info(

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from inference_service.api.v1 import generation_pb2 as pb
 from inference_service.api.v1 import generation_pb2_grpc
-from tests.e2e.conftest import MODEL_ID, Process, free_port, grpc_serving
+from tests.e2e.conftest import MODEL_ID, Process, free_port, grpc_serving, start
 from tests.e2e.reliability import READY, start_service
 
 pytestmark = pytest.mark.e2e
@@ -111,3 +111,29 @@ def test_injected_engine_fault_fails_only_its_request(service: tuple[Process, st
         assert grpc_serving(target, READY)
         after = list(stub.Generate(long_request(4), timeout=60))
         assert after[-1].complete.finish_reason == pb.FINISH_REASON_MAX_TOKENS
+
+
+def test_a_second_service_on_a_taken_port_exits_and_the_first_keeps_all_requests(
+    service: tuple[Process, str, int], model_dir: Path, tmp_path: Path
+) -> None:
+    """gRPC binds with SO_REUSEPORT by default: a second service on the same port used to start and take half of
+    the new connections. Now it, and one on a taken metrics port, exits 1 with a message, before loading its model."""
+    first, target, metrics_port = service
+    port = target.rsplit(":", 1)[1]
+    args = ["-m", "inference_service", "serve", "--model", str(model_dir), "--model-id", MODEL_ID]
+    taken_ports = {"grpc": ["--port", port], "metrics": ["--port", "0", "--metrics-port", str(metrics_port)]}
+    for name, flags in taken_ports.items():
+        second = start(f"inference-second-{name}", [*args, *flags], tmp_path)
+        try:
+            assert second.popen.wait(timeout=60) == 1, second.tail()
+            log = second.tail(50)
+            assert f"not serving: cannot listen on 127.0.0.1:{flags[-1]}" in log, log
+            assert "Traceback" not in log and "warm-up" not in log, log
+        finally:
+            second.stop()
+    with grpc.insecure_channel(target) as channel:
+        stub = generation_pb2_grpc.GenerationServiceStub(channel)
+        for _ in range(4):  # new connections, every one to the first service
+            responses = list(stub.Generate(long_request(2)))
+            assert responses[-1].complete.usage.completion_tokens == 2
+    assert first.popen.poll() is None

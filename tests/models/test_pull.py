@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import socket
 import subprocess
 import sys
 import zipfile
@@ -230,6 +231,7 @@ def test_missing_member_and_missing_package_are_clear(index: Path, tmp_path: Pat
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     """A private cache; pull and convert recorded instead of run; logging left to pytest."""
     monkeypatch.setenv("ORTSERVE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ORTSERVE_PORT", "0")  # not 50051, which a running `make serve` may hold
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
     calls: dict[str, list[Any]] = {"pull": [], "convert": [], "load": []}
@@ -344,6 +346,19 @@ def test_serve_unconvertible_model_is_not_served(
     assert exc.value.code == 1
     assert "not serving: architecture 'gemma3' is not supported" in caplog.text
     assert cli_env["load"] == []
+
+
+def test_serve_on_a_taken_port_exits_1_before_pulling(
+    cli_env: dict[str, list[Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for flag in ("--port", "--metrics-port"):
+            with pytest.raises(SystemExit) as exc:
+                cli.main(["serve", "--model", "default", "--device", "cpu", flag, str(port)])
+            assert exc.value.code == 1
+            assert f"not serving: cannot listen on 127.0.0.1:{port}" in caplog.text
+    assert cli_env["pull"] == [] and cli_env["load"] == []
 
 
 def test_default_models_architecture_is_its_files(gguf_path: Path) -> None:
