@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -35,17 +36,27 @@ class ListenError(Exception):
 
 def check_listen(host: str, port: int) -> None:
     """Raise ListenError unless `host:port` can be bound the way the servers bind it (SO_REUSEADDR, no SO_REUSEPORT):
-    asked before a model loads, so that a taken port fails in a second, not after the load. Port 0 is any free one."""
+    asked before a model loads, so that a taken port fails in a second, not after the load. A name that resolves to
+    several addresses (localhost) needs one that binds and none in use; port 0 is any free one."""
     if port == 0:
         return
+    bound, errors = 0, list[OSError]()
     try:
         addresses = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        for family, kind, proto, _, address in addresses:
-            with socket.socket(family, kind, proto) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    except OSError as e:  # a name that does not resolve
+        addresses, errors = [], [e]
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
                 probe.bind(address)
-    except OSError as e:
-        raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+                bound += 1
+            except OSError as e:
+                errors.append(e)
+    in_use = [e for e in errors if e.errno == errno.EADDRINUSE]
+    if in_use or not bound:
+        error = (in_use or errors)[0]
+        raise ListenError(f"cannot listen on {host}:{port}: {error.strerror or error}")
 
 
 class InferenceServer:
