@@ -77,6 +77,11 @@ class InferenceServer:
             # third, failing the next call with UNAVAILABLE.
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", int(settings.keepalive_min_ping_interval_s * 1000)),
+            # and the service's own pings: a client gone without closing its connection frees its sequences.
+            # grpcio 1.85 times a keepalive ping out after ping_timeout_ms (60 s by default), not keepalive_timeout_ms.
+            ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
+            ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
+            ("grpc.http2.ping_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
         ]
         if settings.max_connection_age_s > 0:  # clients re-resolve their dns:/// target when a connection ends
             options += [

@@ -113,6 +113,13 @@ class ServiceSettings(BaseSettings):
     max_connection_age_grace_s: float = Field(
         900.0, ge=0, description="how long streams open on a connection closed by max_connection_age_s may still run"
     )
+    keepalive_time_s: float = Field(
+        30.0,
+        gt=0,
+        description="how often the service pings each client connection; a client that does not answer within "
+        "keepalive_timeout_s (its host down, a network partition) is dropped, its requests cancelled and KV freed",
+    )
+    keepalive_timeout_s: float = Field(10.0, gt=0, description="how long the service waits for a ping's answer")
     keepalive_min_ping_interval_s: float = Field(
         10.0,
         gt=0,
