@@ -20,6 +20,7 @@ READY_SERVICE = "inference_service.api.v1.GenerationService"
 CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
     ("grpc.keepalive_time_ms", 30_000),  # the service accepts pings down to its --keepalive-min-ping-interval-s
     ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", 10_000),  # what grpcio 1.85 times a keepalive ping out by (default 60 s)
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # A replica that comes back is reconnected within ~1 s (gRPC's default backoff grows to 120 s).
     ("grpc.initial_reconnect_backoff_ms", 250),

@@ -4,8 +4,6 @@ ping, instead of generating on until max_tokens or the deadline."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,48 +15,9 @@ from inference_service.api.v1 import generation_pb2_grpc
 from tests.e2e.conftest import MODEL_ID, free_port
 from tests.e2e.fleet import metric
 from tests.e2e.reliability import load, start_service, wait_for_running
+from tests.silent_proxy import SilentProxy
 
 pytestmark = pytest.mark.e2e
-
-
-class SilentProxy:
-    """A TCP proxy to 127.0.0.1:`port`; after `silence()` it reads both ways and delivers nothing, with both
-    connections left open: to each end, the other has gone quiet without a FIN or a reset."""
-
-    def __init__(self, port: int) -> None:
-        self.upstream_port = port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.forwarding = True
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                downstream, _ = self.listener.accept()
-            except OSError:  # closed
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            self.sockets += [downstream, upstream]
-            threading.Thread(target=self._pump, args=(downstream, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, downstream), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                if self.forwarding:
-                    sink.sendall(data)
-        except OSError:  # closed by close()
-            return
-
-    def silence(self) -> None:
-        self.forwarding = False
-
-    def close(self) -> None:
-        self.listener.close()
-        for s in self.sockets:
-            s.close()
 
 
 @pytest.fixture

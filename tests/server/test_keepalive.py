@@ -1,6 +1,10 @@
-"""Keepalive: the bridge's channel pings its idle connection (one health watch stream open, no data) and the service
-accepts those pings, so the next call succeeds. gRPC's server defaults answered the third such ping with GOAWAY
-too_many_pings, which failed the bridge's next request with 503 after ~90 s of quiet."""
+"""Keepalive between the bridge and the service.
+
+- The bridge's channel pings its idle connection (one health watch stream open, no data) and the service accepts
+  those pings, so the next call succeeds. gRPC's server defaults answered the third such ping with GOAWAY
+  too_many_pings, which failed the bridge's next request with 503 after ~90 s of quiet.
+- A service gone silent (its connection open) fails the bridge's open calls once a ping goes unanswered.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from http_bridge import client
 from http_bridge.settings import BridgeSettings
 from inference_service.server.app import InferenceServer
 from inference_service.server.settings import ServiceSettings
+from tests.silent_proxy import SilentProxy
 
 pytestmark = pytest.mark.anyio
 PING_MS = 500  # the test's client keepalive; the bridge's own is CHANNEL_OPTIONS' 30 s
@@ -74,3 +79,33 @@ async def test_a_service_that_refuses_the_pings_fails_that_call() -> None:
         await call_after_quiet(await serve(min_ping_interval_s=60))
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "ping" in (error.value.details() or "").lower()
+
+
+class Silent(health_pb2_grpc.HealthServicer):
+    async def Watch(self, request, context):  # type: ignore[no-untyped-def]
+        yield health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+        await asyncio.sleep(60)
+
+
+async def test_a_service_gone_silent_fails_the_bridges_open_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bridge's own options, every keepalive interval and timeout scaled to PING_MS: the open call fails
+    UNAVAILABLE within a ping and its timeout, not after gRPC's 60 s ping timeout."""
+    timings = {"grpc.keepalive_time_ms", "grpc.keepalive_timeout_ms", "grpc.http2.ping_timeout_ms"}
+    scaled = [(name, PING_MS if name in timings else value) for name, value in client.CHANNEL_OPTIONS]
+    monkeypatch.setattr(client, "CHANNEL_OPTIONS", scaled)
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(Silent(), server)
+    proxy = SilentProxy(server.add_insecure_port("127.0.0.1:0"))
+    await server.start()
+    channel = client.open_channel(f"127.0.0.1:{proxy.port}", BridgeSettings(health_check=False))
+    try:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        await watch.read()
+        proxy.silence()
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await asyncio.wait_for(watch.read(), timeout=20 * PING_MS / 1000)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        proxy.close()
+        await channel.close()
+        await server.stop(0)
