@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -41,6 +42,7 @@ class SilentProxy:
         self.forwarding = False
 
     def close(self) -> None:
-        self.listener.close()
-        for s in self.sockets:
+        for s in (self.listener, *self.sockets):
+            with contextlib.suppress(OSError):  # not connected
+                s.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked in accept() and recv()
             s.close()
