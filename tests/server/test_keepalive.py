@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-from typing import Any, cast
 
 import grpc
 import pytest
@@ -20,6 +18,7 @@ from http_bridge import client
 from http_bridge.settings import BridgeSettings
 from inference_service.server.app import InferenceServer
 from inference_service.server.settings import ServiceSettings
+from tests.server.fakes import server_for
 from tests.silent_proxy import SilentProxy
 
 pytestmark = pytest.mark.anyio
@@ -35,10 +34,7 @@ def test_the_bridges_keepalive_is_no_more_frequent_than_the_service_accepts() ->
 
 
 async def serve(min_ping_interval_s: float) -> InferenceServer:
-    engine = SimpleNamespace(context_length=64)
-    model = SimpleNamespace(model_id="m", names=("m",), engine=engine, execution_provider="CPU", precision="test")
-    settings = ServiceSettings(host="127.0.0.1", port=0, keepalive_min_ping_interval_s=min_ping_interval_s)
-    server = InferenceServer(settings, {"m": cast(Any, model)})
+    server = server_for(host="127.0.0.1", keepalive_min_ping_interval_s=min_ping_interval_s)
     await server.server.start()
     await server.health.set(client.READY_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     return server

@@ -5,29 +5,21 @@ from __future__ import annotations
 
 import re
 import socket
-from types import SimpleNamespace
-from typing import Any, cast
 
 import pytest
 
-from inference_service.server.app import InferenceServer, ListenError, check_listen
-from inference_service.server.settings import ServiceSettings
+from inference_service.server.app import ListenError, check_listen
+from tests.server.fakes import server_for
 
 pytestmark = pytest.mark.anyio
 
 
-def server_on(port: int) -> InferenceServer:
-    engine = SimpleNamespace(context_length=64)
-    model = SimpleNamespace(model_id="m", names=("m",), engine=engine, execution_provider="CPU", precision="test")
-    return InferenceServer(ServiceSettings(host="127.0.0.1", port=port), {"m": cast(Any, model)})
-
-
 async def test_a_second_server_on_a_serving_port_is_refused() -> None:
-    first = server_on(0)
+    first = server_for(host="127.0.0.1")
     await first.server.start()
     try:
         with pytest.raises(ListenError, match=re.escape(f"cannot listen on 127.0.0.1:{first.port}: in use")):
-            server_on(first.port)
+            server_for(host="127.0.0.1", port=first.port)
     finally:
         await first.server.stop(0)
 

@@ -14,22 +14,15 @@ from inference_service.engine.core import EngineCore
 from inference_service.engine.errors import EngineUnavailableError
 from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.types import GenerationParams, SamplingParams, ServerLoad, StoppingParams
-from inference_service.server.app import STALL_SECONDS, InferenceServer
-from inference_service.server.settings import ServiceSettings
+from inference_service.server.app import STALL_SECONDS
 from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer
+from tests.server.fakes import server_for
 
 pytestmark = pytest.mark.anyio
 
 
 class LoopKiller(BaseException):
     """Not an Exception: escapes the per-step handler like a real bug in the loop itself would."""
-
-
-def server_for(engine: Any) -> InferenceServer:
-    model = SimpleNamespace(
-        model_id="m", names=("m",), engine=engine, execution_provider="CPUExecutionProvider", precision="test"
-    )
-    return InferenceServer(ServiceSettings(port=0), {"m": cast(Any, model)})
 
 
 async def test_ready_while_the_loop_runs_and_not_after_it_dies() -> None:
