@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=settings.log_level.lower(),
         ssl_certfile=settings.ssl_certfile,
         ssl_keyfile=settings.ssl_keyfile,
+        timeout_keep_alive=settings.timeout_keep_alive_s,
     )
 
 

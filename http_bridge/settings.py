@@ -62,6 +62,14 @@ class BridgeSettings(BaseSettings):
     ssl_keyfile: Path | None = Field(
         default=None, description="HTTPS private key of the bridge (uvicorn's ssl_keyfile)"
     )
+    timeout_keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        description="how long an idle HTTP keep-alive connection stays open (uvicorn's timeout_keep_alive; its "
+        "default is 5 s); keep it above the idle timeout of a proxy or load balancer in front (nginx's upstream "
+        "keepalive_timeout and AWS ALB's are 60 s), or it may send a request on a connection the bridge is closing "
+        "and answer 502",
+    )
     request_timeout_s: float = Field(
         default=600.0, gt=0, description="deadline of one Generate call (whole generation, stream or not), seconds"
     )
