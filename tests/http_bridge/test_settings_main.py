@@ -105,3 +105,10 @@ def test_a_wrong_value_exits_2_without_a_traceback(argv: list[str], message: str
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("ortserve-bridge: error: invalid settings: ") and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "a while", "1.5"])
+def test_a_wrong_keep_alive_exits_2_naming_the_flag(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        load_settings(["--timeout-keep-alive-s", value])
+    assert exc.value.code == 2 and "--timeout-keep-alive-s" in capsys.readouterr().err

@@ -12,7 +12,16 @@ from inference_service.server.settings import ServiceSettings
 
 
 @pytest.mark.parametrize(
-    "flag", ["--kv-cache-mib=-5", "--kv-cache-mib=lots", "--spinning=maybe", "--max-num-seqs=0", "--screen-head=often"]
+    "flag",
+    [
+        "--kv-cache-mib=-5",
+        "--kv-cache-mib=lots",
+        "--spinning=maybe",
+        "--max-num-seqs=0",
+        "--screen-head=often",
+        "--keepalive-time-s=0",
+        "--keepalive-min-ping-interval-s=soon",
+    ],
 )
 def test_bad_flag_exits_2_with_the_setting_named(flag: str) -> None:
     done = subprocess.run(
