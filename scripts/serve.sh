@@ -6,6 +6,14 @@ INFERENCE_PORT="${INFERENCE_PORT:-50051}"
 BRIDGE_PORT="${BRIDGE_PORT:-8000}"
 BIN=.venv/bin
 
+# Something already listening (another `make serve`?) would answer the readiness check below for us.
+for port in "$INFERENCE_PORT" "$BRIDGE_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port on 127.0.0.1 is in use (another \`make serve\`?): stop it, or set INFERENCE_PORT / BRIDGE_PORT" >&2
+    exit 1
+  fi
+done
+
 pids=()
 stop() {
   trap - INT TERM EXIT
