@@ -34,6 +34,9 @@ for _ in $(seq 1 120); do
     echo "ortserve is ready: OpenAI API http://127.0.0.1:$BRIDGE_PORT/v1, playground http://127.0.0.1:$BRIDGE_PORT/, gRPC 127.0.0.1:$INFERENCE_PORT. Ctrl-C stops it."
     break
   fi
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || break 2 # it failed to start: its status, below, ends the script
+  done
   sleep 1
 done
 wait -n "${pids[@]}"

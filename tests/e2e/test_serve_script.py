@@ -57,3 +57,18 @@ def test_a_taken_port_fails_at_once(ports: tuple[int, int], tmp_path: Path, take
     log = script.log.read_text()
     assert f"port {port} on 127.0.0.1 is in use" in log and READY not in log, log
     assert not listening(ports[1 if taken == "inference" else 0])  # nothing was started
+
+
+def test_a_service_that_fails_to_start_ends_the_script(
+    ports: tuple[int, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not 120 s of readiness polling after the inference service has exited: its status ends the script."""
+    monkeypatch.setenv("ORTSERVE_MODEL", str(tmp_path / "no-such-model"))
+    script = processes.start("serve-script-no-model", ["bash", str(SCRIPT)], tmp_path)
+    try:
+        assert script.popen.wait(30) != 0
+    finally:
+        script.stop()
+    log = script.log.read_text()
+    assert "not a folder, nor 'default' or a model name" in log and READY not in log, log
+    assert not listening(ports[1]), "the bridge was left running"
