@@ -233,7 +233,6 @@ class AsyncEngine:
                 self._load = self.core.load()  # before the step too: a step that hangs is timed from here
                 if self.core.has_work:
                     self._step()
-                    self._load = self.core.load()
         except BaseException as e:  # the loop itself broke: report unready, fail everyone
             logger.exception("engine loop died")
             self.loop_error = e
@@ -259,6 +258,7 @@ class AsyncEngine:
             self._post(self.core.abort_request(command.request_id))
 
     def _step(self) -> None:
+        """One step; its snapshot is published before its outputs, so whoever got a token sees that step's load."""
         try:
             outputs = self.core.step()
         except Exception:
@@ -266,8 +266,10 @@ class AsyncEngine:
             ids = self.core.stepping_request_ids()
             for request_id in ids:
                 self.core.abort_request(request_id)
+            self._load = self.core.load()
             self._post_error(ids, EngineInternalError("internal error while generating"))
             return
+        self._load = self.core.load()
         self._post(outputs)
         for request_id, error in self.core.take_failures():
             self._post_error([request_id], error)
