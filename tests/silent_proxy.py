@@ -25,7 +25,11 @@ class SilentProxy:
                 downstream, _ = self.listener.accept()
             except OSError:  # closed
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:  # the server has stopped: a reconnecting client is refused too
+                downstream.close()
+                continue
             self.sockets += [downstream, upstream]
             threading.Thread(target=self._pump, args=(downstream, upstream), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, downstream), daemon=True).start()

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from inference_service.server.app import ListenError, check_listen
-from tests.server.fakes import server_for
+from tests.server.fakes import server_for, settle
 
 pytestmark = pytest.mark.anyio
 
@@ -22,6 +22,7 @@ async def test_a_second_server_on_a_serving_port_is_refused() -> None:
             server_for(host="127.0.0.1", port=first.port)
     finally:
         await first.server.stop(0)
+        await settle()
 
 
 def test_check_listen_refuses_a_taken_port_and_a_foreign_address() -> None:
