@@ -1,5 +1,5 @@
 """`python -m http_bridge` / `ortserve-bridge`: run the bridge with uvicorn; `… keys create|list|revoke|update`
-manage API keys and `… usage` reports per-key usage (admin_cli.py)."""
+manage API keys and `… usage` reports per-key usage (accounts/cli.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from http_bridge.admin_cli import keys_main, usage_main
+from http_bridge.accounts.cli import keys_main, usage_main
+from http_bridge.accounts.keys import KeyFileError
 from http_bridge.app import create_app
-from http_bridge.keys import KeyFileError
 from http_bridge.logs import configure_logging
-from http_bridge.routing import RoutesError, load_routes
 from http_bridge.settings import BridgeSettings
 from http_bridge.settings_flags import add_settings_flags, settings_from_args
+from http_bridge.upstream.routing import RoutesError, load_routes
 
 PROG = "ortserve-bridge"
 

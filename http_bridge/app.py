@@ -7,23 +7,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
-from http_bridge.accounting import Accounting, RateLimitHeadersMiddleware
-from http_bridge.client import InferenceClientProtocol
-from http_bridge.cors import cors_options
+from http_bridge.accounts.accounting import Accounting
+from http_bridge.accounts.failover_counters import FailoverCounters, StoreMetrics, open_redis
+from http_bridge.accounts.key_ring import KeyRing
 from http_bridge.errors import register_exception_handlers
-from http_bridge.fingerprints import FingerprintCache
-from http_bridge.key_reload import KeyRing
-from http_bridge.limits import BodySizeLimitMiddleware
-from http_bridge.metrics import BridgeMetrics, MeteredClient, MetricsMiddleware
-from http_bridge.middleware import RequestContextMiddleware
+from http_bridge.metrics import BridgeMetrics
+from http_bridge.middleware import add_middlewares
 from http_bridge.openapi import build_openapi
 from http_bridge.routers import health, playground, public
 from http_bridge.routers import metrics as metrics_router
-from http_bridge.routing import RoutingClient
 from http_bridge.settings import BridgeSettings
-from http_bridge.shared_counters import SharedCounters, StoreMetrics, open_redis
+from http_bridge.upstream.client import InferenceClientProtocol
+from http_bridge.upstream.fingerprints import FingerprintCache
+from http_bridge.upstream.metered_client import MeteredClient
+from http_bridge.upstream.routing import RoutingClient
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ def create_app(settings: BridgeSettings | None = None, client: InferenceClientPr
     keys = KeyRing(settings.api_keys, settings.api_keys_file, settings.keys_reload_interval_s)
     metrics = BridgeMetrics()
     redis = open_redis(settings.redis_url, settings.redis_timeout_s) if settings.redis_url else None
-    counters = SharedCounters(redis, settings.redis_timeout_s, settings.redis_retry_s, StoreMetrics(metrics.registry))
+    counters = FailoverCounters(redis, settings.redis_timeout_s, settings.redis_retry_s, StoreMetrics(metrics.registry))
     accounting = Accounting(counters, settings.rate_limit_window_s, metrics.registry)
 
     @asynccontextmanager
@@ -74,6 +72,7 @@ def create_app(settings: BridgeSettings | None = None, client: InferenceClientPr
             await routing.aclose()
 
     app = FastAPI(title="ortserve HTTP bridge", version="0.1.0", lifespan=lifespan)
+    # what deps.py resolves for the routes
     app.state.settings = settings
     app.state.client = MeteredClient(client, metrics) if client is not None else None
     app.state.metrics = metrics
@@ -81,12 +80,7 @@ def create_app(settings: BridgeSettings | None = None, client: InferenceClientPr
     app.state.keys = keys
     app.state.accounting = accounting
     register_exception_handlers(app)
-    app.add_middleware(RateLimitHeadersMiddleware, accounting=accounting)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestContextMiddleware)
-    if settings.cors_allow_origins:  # outermost, so that errors and preflights carry the CORS headers too
-        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_allow_origins))
+    add_middlewares(app, settings, metrics, accounting)
     app.include_router(health.router)
     app.include_router(metrics_router.router)
     public.include(app)

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the shared client, the settings, the fingerprint cache, Bearer-key auth and the key."""
+"""FastAPI dependencies, as `Annotated` aliases that return what they resolve: the app's client, settings,
+fingerprint cache, metrics and accounting, the keys in force, and the request's authenticated key."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from http_bridge.accounting import API_KEY_STATE
-from http_bridge.client import InferenceClientProtocol
+from http_bridge.accounts.accounting import Accounting
+from http_bridge.accounts.key_ring import KeyRing
+from http_bridge.accounts.keys import KeyRecord, KeyStore
+from http_bridge.accounts.rate_limits import current_key_window
 from http_bridge.errors import AuthenticationError, BridgeError
-from http_bridge.fingerprints import FingerprintCache
-from http_bridge.key_reload import KeyRing
-from http_bridge.keys import KeyRecord, KeyStore
+from http_bridge.metrics import BridgeMetrics
 from http_bridge.settings import BridgeSettings
+from http_bridge.upstream.client import InferenceClientProtocol
+from http_bridge.upstream.fingerprints import FingerprintCache
 
 
 def get_client(request: Request) -> InferenceClientProtocol:
@@ -31,27 +34,39 @@ def get_fingerprints(request: Request) -> FingerprintCache:
     return cache
 
 
+def get_metrics(request: Request) -> BridgeMetrics:
+    metrics: BridgeMetrics = request.app.state.metrics
+    return metrics
+
+
+def get_accounting(request: Request) -> Accounting:
+    accounting: Accounting = request.app.state.accounting
+    return accounting
+
+
 ClientDep = Annotated[InferenceClientProtocol, Depends(get_client)]
 SettingsDep = Annotated[BridgeSettings, Depends(get_settings)]
 FingerprintsDep = Annotated[FingerprintCache, Depends(get_fingerprints)]
+MetricsDep = Annotated[BridgeMetrics, Depends(get_metrics)]
+AccountingDep = Annotated[Accounting, Depends(get_accounting)]
 
 
 def get_keys(request: Request) -> KeyStore:
     ring: KeyRing = request.app.state.keys
-    return ring.current()  # re-read when the keys file changed (key_reload.py)
+    return ring.current()  # re-read when the keys file changed (accounts/key_ring.py)
 
 
 KeysDep = Annotated[KeyStore, Depends(get_keys)]
 
 
-async def require_api_key(
-    request: Request, keys: KeysDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
-) -> None:
-    """Router-level dependency: with keys configured, require `Authorization: Bearer <key>` of a usable key; the
-    key's record goes to `request.state.api_key` (None while authentication is off)."""
-    setattr(request.state, API_KEY_STATE, None)
+async def authenticate(
+    keys: KeysDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> KeyRecord | None:
+    """The public router's dependency: with keys configured, require `Authorization: Bearer <key>` of a usable key
+    and return its record (None while authentication is off). FastAPI resolves it once per request, so routes
+    that take ApiKeyDep get the same record."""
     if not keys.enabled:
-        return
+        return None
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         raise AuthenticationError("Missing or malformed API key: send 'Authorization: Bearer <key>'.")
@@ -62,16 +77,11 @@ async def require_api_key(
         raise AuthenticationError("This API key has been revoked.")
     if record.expired(time.time()):
         raise AuthenticationError("This API key has expired.")
-    setattr(request.state, API_KEY_STATE, record)
-
-
-def current_key(request: Request) -> KeyRecord | None:
-    """The authenticated key (after require_api_key); None while authentication is off."""
-    record: KeyRecord | None = getattr(request.state, API_KEY_STATE, None)
+    current_key_window().key = record  # the response's x-ratelimit-* headers (middleware.py)
     return record
 
 
-ApiKeyDep = Annotated[KeyRecord | None, Depends(current_key)]
+ApiKeyDep = Annotated[KeyRecord | None, Depends(authenticate)]
 
 
 async def require_admin(key: ApiKeyDep, keys: KeysDep) -> None:

@@ -16,11 +16,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from http_bridge import sse, streams
-from http_bridge.accounting import Accounting, Ticket
-from http_bridge.client import InferenceClientProtocol
-from http_bridge.deps import ClientDep, FingerprintsDep, SettingsDep
-from http_bridge.fingerprints import FingerprintCache
+from http_bridge import sse
+from http_bridge.accounts.accounting import Accounting, Ticket
+from http_bridge.accounts.keys import KeyRecord
+from http_bridge.deps import AccountingDep, ApiKeyDep, ClientDep, FingerprintsDep, SettingsDep
 from http_bridge.schemas.common import SamplingRequest
 from http_bridge.settings import BridgeSettings
 from http_bridge.translate.common import (
@@ -31,6 +30,9 @@ from http_bridge.translate.common import (
     UsageTotals,
     accumulate,
 )
+from http_bridge.upstream import streams
+from http_bridge.upstream.client import InferenceClientProtocol
+from http_bridge.upstream.fingerprints import FingerprintCache
 from inference_service.api.v1 import generation_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -58,11 +60,8 @@ class CompletionPipeline:
     client: InferenceClientProtocol
     settings: BridgeSettings
     fingerprints: FingerprintCache
-
-    @property
-    def accounting(self) -> Accounting:
-        accounting: Accounting = self.request.app.state.accounting
-        return accounting
+    accounting: Accounting
+    key: KeyRecord | None  # None while authentication is off
 
     async def meta(self, id: str, model: str, *, logprobs: bool) -> CompletionMeta:
         fingerprint = await self.fingerprints.get(self.client, model)
@@ -74,7 +73,7 @@ class CompletionPipeline:
         self, body: SamplingRequest, requests: Sequence[pb.GenerateRequest], builder: ResponseBuilder[Any, Any]
     ) -> Response:
         # The key's model access and rate limit (404/429); the ticket charges real usage when the calls end.
-        ticket = await self.accounting.admit(self.request.state, requests)
+        ticket = await self.accounting.admit(self.key, requests)
         try:
             response = await self._respond(body, requests, builder, ticket)
         except BaseException:
@@ -110,9 +109,14 @@ class CompletionPipeline:
 
 
 def get_pipeline(
-    request: Request, client: ClientDep, settings: SettingsDep, fingerprints: FingerprintsDep
+    request: Request,
+    client: ClientDep,
+    settings: SettingsDep,
+    fingerprints: FingerprintsDep,
+    accounting: AccountingDep,
+    key: ApiKeyDep,
 ) -> CompletionPipeline:
-    return CompletionPipeline(request, client, settings, fingerprints)
+    return CompletionPipeline(request, client, settings, fingerprints, accounting, key)
 
 
 PipelineDep = Annotated[CompletionPipeline, Depends(get_pipeline)]

@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from http_bridge import limits
+from http_bridge import request_limits
 from http_bridge.errors import name_upstream_params
 from http_bridge.pipeline import PipelineDep
 from http_bridge.request_context import current_request_id
@@ -26,7 +26,7 @@ router = APIRouter(tags=["chat"])
     responses={200: {"model": ChatCompletion, "description": "chat.completion (SSE chunks when stream is true)"}},
 )
 async def create_chat_completion(body: ChatCompletionRequest, pipeline: PipelineDep) -> Response:
-    limits.check_chat(body, pipeline.settings)
+    request_limits.check_chat(body, pipeline.settings)
     request_id = current_request_id()
     meta = await pipeline.meta(f"chatcmpl-{request_id}", body.model, logprobs=body.logprobs)
     logger.info(

@@ -8,7 +8,7 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from http_bridge import limits
+from http_bridge import request_limits
 from http_bridge.errors import name_upstream_params
 from http_bridge.pipeline import PipelineDep
 from http_bridge.request_context import current_request_id
@@ -27,7 +27,7 @@ router = APIRouter(tags=["completions"])
     responses={200: {"model": TextCompletion, "description": "text_completion (SSE chunks when stream is true)"}},
 )
 async def create_completion(body: CompletionRequest, pipeline: PipelineDep) -> Response:
-    limits.check_completion(body, pipeline.settings)
+    request_limits.check_completion(body, pipeline.settings)
     request_id = current_request_id()
     meta = await pipeline.meta(f"cmpl-{request_id}", body.model, logprobs=body.logprobs is not None)
     requests = to_generate_requests(body, request_id)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from http_bridge.deps import require_api_key
+from http_bridge.deps import authenticate
 from http_bridge.routers import chat, completions, models, usage
 
 DOCUMENTED_BASE = "/v1"
 BASES = (DOCUMENTED_BASE, "", "/v1/inference")
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[Depends(authenticate)])
 router.include_router(models.router)
 router.include_router(chat.router)
 router.include_router(completions.router)

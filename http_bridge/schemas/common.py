@@ -40,7 +40,7 @@ class SamplingRequest(BaseModel):
 
     model: str
     n: int = Field(default=1, ge=1, le=128)
-    # Count and length are bounded by settings (http_bridge/limits.py: max_stop_sequences, max_stop_chars).
+    # Count and length are bounded by settings (http_bridge/request_limits.py: max_stop_sequences, max_stop_chars).
     stop: Annotated[list[str] | None, WithJsonSchema(STOP_SCHEMA)] = None
     stream: bool = False
     stream_options: StreamOptions | None = None

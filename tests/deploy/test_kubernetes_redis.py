@@ -226,8 +226,8 @@ def test_no_disruption_budget_holds_the_single_redis(objs: list[Obj]) -> None:
 
 
 def test_the_bridge_does_not_wait_for_redis(objs: list[Obj]) -> None:
-    # fail open (http_bridge/shared_counters.py): a bridge without Redis serves with per-pod counters, so neither an
-    # init container nor its readiness waits for Redis
+    # fail open (http_bridge/accounts/failover_counters.py): a bridge without Redis serves with per-pod counters, so
+    # neither an init container nor its readiness waits for Redis
     bridge = find(objs, "Deployment", "bridge")
     assert not bridge["spec"]["template"]["spec"].get("initContainers")
     assert container(bridge, "bridge")["readinessProbe"]["httpGet"]["path"] == "/health/ready"

@@ -15,8 +15,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from http_bridge import client
 from http_bridge.settings import BridgeSettings
+from http_bridge.upstream import client
 from inference_service.server.app import InferenceServer
 from inference_service.server.settings import ServiceSettings
 from tests.server.fakes import server_for, settle

@@ -1,7 +1,7 @@
 """`python -m http_bridge keys create|list|revoke|update` and `python -m http_bridge usage`.
 
 Edits hold an exclusive lock on the keys file and rewrite it in place (same inode): a running bridge reloads it
-(key_reload.py), also through a bind mount such as a compose secret, which a rename would leave on the old file.
+(key_ring.py), also through a bind mount such as a compose secret, which a rename would leave on the old file.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from http_bridge.accounts.failover_counters import open_redis
+from http_bridge.accounts.keys import KeyFileError, KeyRecord, append_key, parse_key_records, read_key_records
+from http_bridge.accounts.redis_counters import RedisCounters
+from http_bridge.accounts.usage import days_between, usage_page
 from http_bridge.errors import BridgeError
-from http_bridge.keys import KeyFileError, KeyRecord, append_key, parse_key_records, read_key_records
-from http_bridge.redis_counters import RedisCounters
 from http_bridge.settings import BridgeSettings
-from http_bridge.shared_counters import open_redis
-from http_bridge.usage import days_between, usage_page
 
 
 class CliError(Exception):

@@ -13,9 +13,9 @@ from collections.abc import AsyncGenerator, Mapping
 
 import grpc
 
-from http_bridge.client import InferenceClient, InferenceClientProtocol, open_channel
 from http_bridge.errors import BridgeError
 from http_bridge.settings import BridgeSettings
+from http_bridge.upstream.client import InferenceClient, InferenceClientProtocol, open_channel
 from inference_service.api.v1 import generation_pb2, model_pb2
 
 logger = logging.getLogger(__name__)

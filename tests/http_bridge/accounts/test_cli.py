@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from http_bridge.__main__ import main
-from http_bridge.counters import UsageRow, utc_day
-from http_bridge.keys import KeyFileError, KeyRecord, KeyStore, hash_key, read_key_records
-from http_bridge.redis_counters import RedisCounters
-from http_bridge.shared_counters import open_redis
+from http_bridge.accounts.counters import UsageRow, utc_day
+from http_bridge.accounts.failover_counters import open_redis
+from http_bridge.accounts.keys import KeyFileError, KeyRecord, KeyStore, hash_key, read_key_records
+from http_bridge.accounts.redis_counters import RedisCounters
 from tests.redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]

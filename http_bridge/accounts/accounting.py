@@ -20,26 +20,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from http_bridge.counters import CounterStore, Limits, UsageRow, WindowState, utc_day
-from http_bridge.keys import KeyRecord
-from http_bridge.ratelimit import (
+from http_bridge.accounts.counters import CounterStore, RateLimits, UsageRow, WindowState, utc_day
+from http_bridge.accounts.failover_counters import FailoverCounters
+from http_bridge.accounts.keys import KeyRecord
+from http_bridge.accounts.rate_limits import (
     ModelAccessError,
     RateLimitExceededError,
     RateLimitSnapshot,
+    current_key_window,
     prompt_estimate,
     reservation,
 )
-from http_bridge.shared_counters import SharedCounters
 from inference_service.api.v1 import generation_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
 ANONYMOUS = "anonymous"  # usage label while authentication is off
-API_KEY_STATE = "api_key"  # request.state field set by deps.require_api_key: the KeyRecord (None: auth off)
-SNAPSHOT_STATE = "ratelimit"  # request.state field: the RateLimitSnapshot for the response's headers
 
 Stream = AsyncGenerator[pb.GenerateResponse, None]
 
@@ -108,7 +105,7 @@ class Ticket:
         key: KeyRecord | None,
         model: str,
         requests: Sequence[pb.GenerateRequest],
-        admission: tuple[Limits, WindowState, CounterStore] | None,
+        admission: tuple[RateLimits, WindowState, CounterStore] | None,
         reserved: int,
     ) -> None:
         self._accounting = accounting
@@ -147,22 +144,21 @@ class Ticket:
 
 
 class Accounting:
-    """The app's limits and usage (app.state.accounting); owns the counter store and the settle tasks."""
+    """The app's limits and usage (deps.AccountingDep); owns the counter store and the settle tasks."""
 
-    def __init__(self, counters: SharedCounters, window_s: float, registry: CollectorRegistry) -> None:
+    def __init__(self, counters: FailoverCounters, window_s: float, registry: CollectorRegistry) -> None:
         self.counters = counters
         self.window_ms = max(1, round(window_s * 1000))
         self.metrics = UsageMetrics(registry)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def limits(self, key: KeyRecord | None) -> Limits | None:
+    def limits(self, key: KeyRecord | None) -> RateLimits | None:
         if key is None or not key.limited:
             return None
-        return Limits(key.rpm, key.tpm, self.window_ms)
+        return RateLimits(key.rpm, key.tpm, self.window_ms)
 
-    async def admit(self, state: Any, requests: Sequence[pb.GenerateRequest]) -> Ticket:
-        """Model access, then the key's window (429 when over); `state` is request.state (key in, snapshot out)."""
-        key: KeyRecord | None = getattr(state, API_KEY_STATE, None)
+    async def admit(self, key: KeyRecord | None, requests: Sequence[pb.GenerateRequest]) -> Ticket:
+        """Model access, then the key's window (429 when over); the window seen goes to the response's headers."""
         model = requests[0].model
         if key is not None and not key.allows(model):
             raise ModelAccessError(model)
@@ -174,7 +170,7 @@ class Accounting:
             return Ticket(self, key, model, requests, None, reserve)
         window, store = await self.counters.admit(key.sha256, limits, reserve)
         snapshot = RateLimitSnapshot(limits, window)
-        setattr(state, SNAPSHOT_STATE, snapshot)
+        current_key_window().snapshot = snapshot
         if not window.admitted:
             error = RateLimitExceededError(snapshot, model, key.label, reserve)
             self.metrics.rate_limited.labels(key.label, error.kind).inc()
@@ -192,7 +188,7 @@ class Accounting:
         self,
         key: KeyRecord | None,
         model: str,
-        admission: tuple[Limits, WindowState, CounterStore] | None,
+        admission: tuple[RateLimits, WindowState, CounterStore] | None,
         reserved: int,
         answered: bool,
         prompt: int,
@@ -231,30 +227,3 @@ class Accounting:
     async def aclose(self) -> None:
         await self.drain()
         await self.counters.aclose()
-
-
-class RateLimitHeadersMiddleware:
-    """Puts the key's x-ratelimit-* headers on every response: the admission's snapshot, else a fresh read."""
-
-    def __init__(self, app: ASGIApp, accounting: Accounting) -> None:
-        self.app = app
-        self.accounting = accounting
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state = scope.get("state") or {}
-                snapshot = state.get(SNAPSHOT_STATE)
-                if snapshot is None and state.get(API_KEY_STATE) is not None:
-                    snapshot = await self.accounting.peek(state[API_KEY_STATE])
-                if snapshot is not None:
-                    headers = MutableHeaders(scope=message)
-                    for name, value in snapshot.headers().items():
-                        headers[name] = value
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from http_bridge.counters import UsageRow, utc_day
+from http_bridge.accounts.counters import UsageRow, utc_day
 from http_bridge.errors import BridgeError
 
 MAX_DAYS = 366

@@ -24,9 +24,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from http_bridge.counters import CounterStore, Limits, MemoryCounters, UsageRow, WindowState
+from http_bridge.accounts.counters import CounterStore, RateLimits, UsageRow, WindowState
+from http_bridge.accounts.memory_counters import MemoryCounters
+from http_bridge.accounts.redis_counters import RedisCounters
 from http_bridge.errors import BridgeError
-from http_bridge.redis_counters import RedisCounters
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class StoreMetrics:
         )
 
 
-class SharedCounters:
+class FailoverCounters:
     """Redis with the fail-open fallback above; without Redis, the in-process counters alone."""
 
     def __init__(self, redis: Redis | None, timeout_s: float, retry_s: float, metrics: StoreMetrics) -> None:
@@ -115,7 +116,7 @@ class SharedCounters:
             self.metrics.shared.set(1)
         return result
 
-    async def admit(self, key_id: str, limits: Limits, reserve: int) -> tuple[WindowState, CounterStore]:
+    async def admit(self, key_id: str, limits: RateLimits, reserve: int) -> tuple[WindowState, CounterStore]:
         """The window after admission, and the store that holds the reservation (for `correct`)."""
         remote = self._remote_now()
         if remote is not None:
@@ -124,7 +125,7 @@ class SharedCounters:
                 return state, remote
         return await self.local.admit(key_id, limits, reserve), self.local
 
-    async def peek(self, key_id: str, limits: Limits) -> WindowState:
+    async def peek(self, key_id: str, limits: RateLimits) -> WindowState:
         remote = self._remote_now()
         if remote is not None:
             state = await self._try("peek", lambda: remote.peek(key_id, limits))
@@ -133,7 +134,7 @@ class SharedCounters:
         return await self.local.peek(key_id, limits)
 
     async def correct(
-        self, store: CounterStore, key_id: str, limits: Limits, window: int, reserved: int, actual: int
+        self, store: CounterStore, key_id: str, limits: RateLimits, window: int, reserved: int, actual: int
     ) -> None:
         if store is self.local:
             await self.local.correct(key_id, limits, window, reserved, actual)

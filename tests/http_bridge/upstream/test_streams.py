@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 import grpc
 import pytest
 
-from http_bridge import streams
+from http_bridge.upstream import streams
 from tests.http_bridge.fakes import FakeClient, hello, rpc_error, text
 
 pytestmark = pytest.mark.anyio

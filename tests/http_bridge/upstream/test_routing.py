@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from http_bridge.app import create_app
-from http_bridge.routing import RoutesError, RoutingClient, load_routes
 from http_bridge.settings import BridgeSettings
+from http_bridge.upstream.routing import RoutesError, RoutingClient, load_routes
 from inference_service.api.v1 import model_pb2
 from tests.http_bridge.fakes import FakeClient, rpc_error
 

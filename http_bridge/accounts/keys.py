@@ -169,7 +169,7 @@ def append_key(path: Path, name: str | None = None, **attributes: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeyStore:
-    """The accepted keys; no keys means authentication is off, unless `required` (key_reload.py keeps it on)."""
+    """The accepted keys; no keys means authentication is off, unless `required` (key_ring.py keeps it on)."""
 
     records: tuple[KeyRecord, ...] = ()
     required: bool = field(default=False, compare=False)

@@ -12,8 +12,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from http_bridge.client import READY_SERVICE, InferenceClient, channel_credentials, open_channel, service_config
 from http_bridge.settings import BridgeSettings
+from http_bridge.upstream.client import (
+    READY_SERVICE,
+    InferenceClient,
+    channel_credentials,
+    open_channel,
+    service_config,
+)
 from inference_service.api.v1 import model_pb2, model_pb2_grpc
 from inference_service.server.app import server_credentials
 from inference_service.server.settings import ServiceSettings

@@ -3,7 +3,7 @@
 The bridge does not tokenize. At admission a request reserves its prompt estimate plus n × max_tokens per prompt;
 the estimate is exact for token-id prompts and a quarter of the UTF-8 bytes otherwise (for chat: of the encoded
 ChatInput: roles, contents, tools), the usual ~4 bytes per token of English text. When the request ends the
-reservation is replaced by the real usage the inference service reported (ratelimit windows: counters.py).
+reservation is replaced by the real usage the inference service reported (the windows: counters.py).
 A request without max_tokens reserves its prompt only: its real length is charged when it ends.
 """
 
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
-from http_bridge.counters import Limits, WindowState
+from http_bridge.accounts.counters import RateLimits, WindowState
+from http_bridge.accounts.keys import KeyRecord
 from http_bridge.errors import BridgeError
 from inference_service.api.v1 import generation_pb2 as pb
 
@@ -53,7 +55,7 @@ def format_reset(ms: int) -> str:
 class RateLimitSnapshot:
     """A key's window as a request saw it; becomes the x-ratelimit-* headers of its response."""
 
-    limits: Limits
+    limits: RateLimits
     state: WindowState
 
     def headers(self) -> dict[str, str]:
@@ -70,7 +72,25 @@ class RateLimitSnapshot:
         return headers
 
 
-def _per_window(limits: Limits, unit: str, short: str) -> str:
+@dataclass(slots=True)
+class KeyWindow:
+    """One request's key and the window its admission saw: what middleware.py turns into the x-ratelimit-* headers
+    of the response. That middleware opens one per request; authentication (deps.py) fills `key`, Accounting.admit
+    `snapshot`."""
+
+    key: KeyRecord | None = None  # None: authentication off, or not reached (health, metrics, playground)
+    snapshot: RateLimitSnapshot | None = None
+
+
+key_window_var: ContextVar[KeyWindow | None] = ContextVar("key_window", default=None)
+
+
+def current_key_window() -> KeyWindow:
+    """The request's KeyWindow (a detached one outside the headers middleware: what is written there is dropped)."""
+    return key_window_var.get() or KeyWindow()
+
+
+def _per_window(limits: RateLimits, unit: str, short: str) -> str:
     if limits.window_ms == 60_000:
         return f"{unit} per min ({short})"
     return f"{unit} per {limits.window_ms / 1000:g} s"

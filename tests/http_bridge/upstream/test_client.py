@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from http_bridge.client import READY_SERVICE, InferenceClient
+from http_bridge.upstream.client import READY_SERVICE, InferenceClient
 from inference_service.api.v1 import generation_pb2 as pb
 from inference_service.api.v1 import generation_pb2_grpc, model_pb2, model_pb2_grpc
 from tests.http_bridge.fakes import complete, text

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from http_bridge.__main__ import load_settings, main
+from http_bridge.accounts.keys import KEY_PREFIX, KeyFileError, KeyStore, append_key, hash_key, read_key_file
 from http_bridge.app import create_app
-from http_bridge.keys import KEY_PREFIX, KeyFileError, KeyStore, append_key, hash_key, read_key_file
 from http_bridge.settings import BridgeSettings
 from tests.http_bridge.fakes import FakeClient
 

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from http_bridge.keys import KeyFileError, KeyStore
+from http_bridge.accounts.keys import KeyFileError, KeyStore
 
 logger = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from http_bridge.counters import Limits, UsageRow, WindowState
+from http_bridge.accounts.counters import RateLimits, UsageRow, WindowState
 
 PREFIX = "ortserve:"
 _KINDS = ("requests", "prompt", "completion")
 
 # KEYS[1] window hash; ARGV window_ms, rpm (-1 = none), tpm (-1 = none), reserve, peek (1 = read only).
-# Returns {admitted, requests, tokens, window, reset_ms}. The rule is counters.decide.
+# Returns {admitted, requests, tokens, window, reset_ms}. The rule is memory_counters.decide.
 ADMIT = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -89,18 +89,18 @@ class RedisCounters:
         self._admit = client.register_script(ADMIT)
         self._correct = client.register_script(CORRECT)
 
-    async def _window(self, key_id: str, limits: Limits, reserve: int, peek: bool) -> WindowState:
+    async def _window(self, key_id: str, limits: RateLimits, reserve: int, peek: bool) -> WindowState:
         args = [limits.window_ms, _limit(limits.rpm), _limit(limits.tpm), reserve, int(peek)]
         ok, requests, tokens, window, reset_ms = await self._admit(keys=[PREFIX + "rl:" + key_id], args=args)
         return WindowState(bool(ok), int(requests), int(tokens), int(window), int(reset_ms))
 
-    async def admit(self, key_id: str, limits: Limits, reserve: int) -> WindowState:
+    async def admit(self, key_id: str, limits: RateLimits, reserve: int) -> WindowState:
         return await self._window(key_id, limits, reserve, peek=False)
 
-    async def peek(self, key_id: str, limits: Limits) -> WindowState:
+    async def peek(self, key_id: str, limits: RateLimits) -> WindowState:
         return await self._window(key_id, limits, 0, peek=True)
 
-    async def correct(self, key_id: str, limits: Limits, window: int, reserved: int, actual: int) -> None:
+    async def correct(self, key_id: str, limits: RateLimits, window: int, reserved: int, actual: int) -> None:
         await self._correct(keys=[PREFIX + "rl:" + key_id], args=[limits.window_ms, window, reserved, actual])
 
     async def add_usage(self, rows: Sequence[UsageRow]) -> None:

@@ -6,7 +6,7 @@ import logging
 
 import grpc
 
-from http_bridge.client import InferenceClientProtocol
+from http_bridge.upstream.client import InferenceClientProtocol
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from http_bridge.accounting import Accounting
+from http_bridge.accounts.accounting import Accounting
+from http_bridge.accounts.counters import utc_day
+from http_bridge.accounts.keys import append_key
+from http_bridge.accounts.rate_limits import format_reset, prompt_estimate, reservation
 from http_bridge.app import create_app
-from http_bridge.counters import utc_day
-from http_bridge.keys import append_key
-from http_bridge.ratelimit import format_reset, prompt_estimate, reservation
 from http_bridge.settings import BridgeSettings
 from inference_service.api.v1 import generation_pb2 as pb
 from tests.http_bridge.fakes import MODEL_ID, FakeClient, chat_scope, complete, hello, text
