@@ -152,11 +152,6 @@ def read_key_records(path: Path) -> list[KeyRecord]:
     return parse_key_records(text, path)
 
 
-def read_key_file(path: Path) -> list[str]:
-    """sha256 hex digests from `path` (every line, whatever its attributes)."""
-    return [record.sha256 for record in read_key_records(path)]
-
-
 def append_key(path: Path, name: str | None = None, **attributes: Any) -> str:
     """Create a key, append only its hash (name, creation time, attributes) to `path`; return the key itself."""
     key = new_key()
@@ -185,10 +180,6 @@ class KeyStore:
         return cls(tuple(unique.values()))
 
     @property
-    def hashes(self) -> tuple[str, ...]:
-        return tuple(record.sha256 for record in self.records)
-
-    @property
     def enabled(self) -> bool:
         return bool(self.records) or self.required
 
@@ -200,6 +191,3 @@ class KeyStore:
             if hmac.compare_digest(digest, record.sha256.encode()):
                 found = record
         return found
-
-    def matches(self, given: str) -> bool:
-        return self.find(given) is not None

@@ -11,12 +11,17 @@ import httpx
 import pytest
 
 from http_bridge.__main__ import load_settings, main
-from http_bridge.accounts.keys import KEY_PREFIX, KeyFileError, KeyStore, append_key, hash_key, read_key_file
+from http_bridge.accounts.keys import KEY_PREFIX, KeyFileError, KeyStore, append_key, hash_key, read_key_records
 from http_bridge.app import create_app
 from http_bridge.settings import BridgeSettings
 from tests.http_bridge.fakes import FakeClient
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _hashes(path: Path) -> list[str]:
+    """sha256 hex digests of a keys file (every line, whatever its attributes)."""
+    return [record.sha256 for record in read_key_records(path)]
 
 
 def test_append_key_stores_only_the_hash(tmp_path: Path) -> None:
@@ -29,14 +34,14 @@ def test_append_key_stores_only_the_hash(tmp_path: Path) -> None:
     records = [json.loads(line) for line in text.splitlines()]
     assert [r["sha256"] for r in records] == [hash_key(first), hash_key(second)]
     assert records[0]["name"] == "alice"
-    assert read_key_file(path) == [hash_key(first), hash_key(second)]
+    assert _hashes(path) == [hash_key(first), hash_key(second)]
 
 
 def test_bare_hex_lines_and_comments(tmp_path: Path) -> None:
     path = tmp_path / "keys"
     path.write_text(f"# ops keys\n\n{hash_key('a').upper()}\n{hash_key('b')}\n")
     store = KeyStore.build(key_file=path)
-    assert store.matches("a") and store.matches("b") and not store.matches("c")
+    assert store.find("a") is not None and store.find("b") is not None and store.find("c") is None
 
 
 @pytest.mark.parametrize("line", ["sk-ortserve-plainkey", '{"name": "x"}', '{"sha256": "abc"}', "[1]", "{bad json"])
@@ -44,20 +49,20 @@ def test_malformed_line_is_reported_without_its_content(tmp_path: Path, line: st
     path = tmp_path / "keys"
     path.write_text(f"{hash_key('a')}\n{line}\n")
     with pytest.raises(KeyFileError, match=r"keys:2") as caught:
-        read_key_file(path)
+        read_key_records(path)
     assert line not in str(caught.value)
 
 
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError, match="cannot read"):
-        read_key_file(tmp_path / "nope")
+        read_key_records(tmp_path / "nope")
 
 
 def test_env_keys_and_file_keys_combine(tmp_path: Path) -> None:
     path = tmp_path / "keys"
     from_file = append_key(path)
     store = KeyStore.build(["dev-key"], path)
-    assert store.enabled and store.matches(from_file) and store.matches("dev-key")
+    assert store.enabled and store.find(from_file) is not None and store.find("dev-key") is not None
     assert not KeyStore.build().enabled
     assert "dev-key" not in repr(store)
 
@@ -69,7 +74,7 @@ def test_cli_creates_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     key = out.strip()
     assert key.startswith(KEY_PREFIX)
     assert "cannot be shown again" in err
-    assert read_key_file(path) == [hash_key(key)]
+    assert _hashes(path) == [hash_key(key)]
     assert key not in path.read_text()
 
 
