@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
-from inference_service.engine.constraints import GrammarCompiler, tool_call_constraint
+from inference_service.engine.constraints import GrammarCompiler
 from inference_service.engine.core import EngineCore
 from inference_service.engine.lm_head import ScreenedRows, _only
 from inference_service.engine.loader import load_runner
 from inference_service.engine.runner import ModelRunner, RunnerOptions
 from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.tokenizer import Tokenizer
+from inference_service.engine.tool_calls import tool_call_constraint
 from inference_service.engine.types import (
     ChatMessage,
     Constraint,

@@ -22,11 +22,10 @@ import llguidance.numpy
 import numpy as np
 
 from inference_service.engine.errors import InvalidRequestError
-from inference_service.engine.types import Constraint, ConstraintKind, ToolChoice, Tools
+from inference_service.engine.types import Constraint, ConstraintKind
 
 MAX_SOURCE_BYTES = 256 * 1024  # a schema, regex or grammar longer than this is refused before compiling
 CACHE_ENTRIES = 256
-CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 
 
 # llguidance's limits, tightened where its defaults allow seconds of work: grammar size and lexer states bound
@@ -37,7 +36,7 @@ def _limits() -> llguidance.LLParserLimits:
     )
 
 
-_COMPACT: Any = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+COMPACT_JSON: Any = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
 _FLEXIBLE: Any = {"whitespace_flexible": True}
 
 
@@ -147,7 +146,7 @@ def to_grammar(constraint: Constraint, param: str = "constraint") -> str:
         raise InvalidRequestError(
             f"the {constraint.kind.value} constraint is longer than {MAX_SOURCE_BYTES} bytes", param=param
         )
-    whitespace = _FLEXIBLE if constraint.whitespace_flexible else _COMPACT
+    whitespace = _FLEXIBLE if constraint.whitespace_flexible else COMPACT_JSON
     kind = constraint.kind
     if kind is ConstraintKind.JSON_OBJECT:
         return llguidance.LLMatcher.grammar_from_json_schema({"type": "object"}, overrides=whitespace)
@@ -165,57 +164,3 @@ def to_grammar(constraint: Constraint, param: str = "constraint") -> str:
         raise InvalidRequestError("choice needs a non-empty list of non-empty strings", param=param)
     alternatives = " | ".join(json.dumps(c) for c in dict.fromkeys(choices))
     return llguidance.LLMatcher.grammar_from_lark(f"start: {alternatives}\n")
-
-
-def tool_call_constraint(tools: Tools) -> Constraint:
-    """The grammar of an answer that may (AUTO) or must (REQUIRED, FUNCTION) call the offered tools:
-    `<tool_call>[{"name": …, "arguments": {…}}, …]</tool_call>`, arguments valid for the named tool's schema.
-    AUTO allows any text without `<tool_call>` first; a call, once opened, is constrained to the end."""
-    offered = [t for t in tools.tools if tools.choice is not ToolChoice.FUNCTION or t.name == tools.function]
-    # each tool's schema becomes a definition of the grammar's schema, its local references ("#/$defs/…", pydantic's
-    # nested models and enums) rebased onto it
-    defs = {f"tool{i}": _rebase(t.parameters, f"#/$defs/tool{i}") for i, t in enumerate(offered) if t.parameters}
-    calls: dict[str, Any] = {
-        "type": "array",
-        "items": {
-            "anyOf": [
-                {
-                    "type": "object",
-                    "properties": {
-                        "name": {"const": t.name},
-                        "arguments": {"$ref": f"#/$defs/tool{i}"} if t.parameters else {"type": "object"},
-                    },
-                    "required": ["name", "arguments"],
-                    "additionalProperties": False,
-                }
-                for i, t in enumerate(offered)
-            ]
-        },
-        "minItems": 1,
-        "$defs": defs,
-        "x-guidance": _COMPACT,
-    }
-    if not tools.parallel or tools.choice is ToolChoice.FUNCTION:
-        calls["maxItems"] = 1
-    body = f"{json.dumps(CALL_OPEN)} calls {json.dumps(CALL_CLOSE)}"
-    if tools.choice is ToolChoice.AUTO:
-        text = r"/(?s:.*)/ & ~/(?s:.*)<tool_call>(?s:.*)/"  # any text without an opening tag
-        # one lexeme for the text and the tag: the lexer cannot end TEXT where the tag begins on its own
-        start = f"TEXT | OPEN calls {json.dumps(CALL_CLOSE)}\nTEXT: {text}\nOPEN: ({text}) {json.dumps(CALL_OPEN)}"
-    else:
-        start = body
-    return Constraint(ConstraintKind.LARK, f"start: {start}\ncalls: %json {json.dumps(calls)}\n")
-
-
-def _rebase(schema: Any, base: str) -> Any:
-    """`schema` with every local `$ref` ("#…") moved under the JSON pointer `base`."""
-    if isinstance(schema, dict):
-        return {
-            key: base + value[1:]
-            if key == "$ref" and isinstance(value, str) and value.startswith("#")
-            else _rebase(value, base)
-            for key, value in schema.items()
-        }
-    if isinstance(schema, list):
-        return [_rebase(item, base) for item in schema]
-    return schema

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference_service.engine.constraints import Matcher
 from inference_service.engine.detokenizer import IncrementalDetokenizer, StopMatcher
 from inference_service.engine.speculative import Drafter
 from inference_service.engine.tool_calls import ToolCallParser
-from inference_service.engine.types import FinishReason, GenerationRequest
+from inference_service.engine.types import FinishReason, GenerationRequest, GrammarMatcher
 
 
 class SequenceStatus(enum.Enum):
@@ -37,7 +36,7 @@ class Sequence:
     finish_reason: FinishReason | None = None
     scheduled_time: float | None = None
     first_token_time: float | None = None
-    matcher: Matcher | None = None  # constrained decoding: advanced by every sampled token
+    matcher: GrammarMatcher | None = None  # constrained decoding: advanced by every sampled token
     tool_parser: ToolCallParser | None = None  # chat with callable tools: splits text and calls
     drafter: Drafter | None = None  # speculative decoding by prompt lookup
 

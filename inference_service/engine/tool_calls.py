@@ -1,8 +1,9 @@
-"""Tool calling in the model's text: the prompt that offers tools, and the parser that turns calls into pieces.
+"""The tool-call format in one place: the prompt that offers tools, the grammar of calls, and the parser that
+turns calls into pieces.
 
 Calls are written `<tool_call>[{"name": "f", "arguments": {…}}, …]</tool_call>`: the format of the tool prompt
 below (the one SmolLM2 was trained on, with tools listed inside `<tools>…</tools>`), and the language the tool-call
-grammar (engine/constraints.py) enforces, so the parser here reads constrained, compact JSON.
+grammar below enforces (compiled by engine/constraints.py), so the parser here reads constrained, compact JSON.
 """
 
 from __future__ import annotations
@@ -13,8 +14,19 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from inference_service.engine.constraints import CALL_CLOSE, CALL_OPEN
-from inference_service.engine.types import ChatMessage, Tool, ToolCall, ToolCallDelta
+from inference_service.engine.constraints import COMPACT_JSON
+from inference_service.engine.types import (
+    ChatMessage,
+    Constraint,
+    ConstraintKind,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    Tools,
+)
+
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 
 TOOL_PROMPT = """You are an expert in composing functions. You are given a question and a set of possible functions.
 Based on the question, you will need to make one or more function/tool calls to achieve the purpose.
@@ -84,6 +96,60 @@ def with_tool_prompt(messages: Sequence[ChatMessage], tools: Sequence[Tool]) -> 
         else:
             out.insert(0, ChatMessage("system", prompt))
     return out
+
+
+def tool_call_constraint(tools: Tools) -> Constraint:
+    """The grammar of an answer that may (AUTO) or must (REQUIRED, FUNCTION) call the offered tools:
+    `<tool_call>[{"name": …, "arguments": {…}}, …]</tool_call>`, arguments valid for the named tool's schema.
+    AUTO allows any text without `<tool_call>` first; a call, once opened, is constrained to the end."""
+    offered = [t for t in tools.tools if tools.choice is not ToolChoice.FUNCTION or t.name == tools.function]
+    # each tool's schema becomes a definition of the grammar's schema, its local references ("#/$defs/…", pydantic's
+    # nested models and enums) rebased onto it
+    defs = {f"tool{i}": _rebase(t.parameters, f"#/$defs/tool{i}") for i, t in enumerate(offered) if t.parameters}
+    calls: dict[str, Any] = {
+        "type": "array",
+        "items": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"const": t.name},
+                        "arguments": {"$ref": f"#/$defs/tool{i}"} if t.parameters else {"type": "object"},
+                    },
+                    "required": ["name", "arguments"],
+                    "additionalProperties": False,
+                }
+                for i, t in enumerate(offered)
+            ]
+        },
+        "minItems": 1,
+        "$defs": defs,
+        "x-guidance": COMPACT_JSON,
+    }
+    if not tools.parallel or tools.choice is ToolChoice.FUNCTION:
+        calls["maxItems"] = 1
+    body = f"{json.dumps(CALL_OPEN)} calls {json.dumps(CALL_CLOSE)}"
+    if tools.choice is ToolChoice.AUTO:
+        text = r"/(?s:.*)/ & ~/(?s:.*)<tool_call>(?s:.*)/"  # any text without an opening tag
+        # one lexeme for the text and the tag: the lexer cannot end TEXT where the tag begins on its own
+        start = f"TEXT | OPEN calls {json.dumps(CALL_CLOSE)}\nTEXT: {text}\nOPEN: ({text}) {json.dumps(CALL_OPEN)}"
+    else:
+        start = body
+    return Constraint(ConstraintKind.LARK, f"start: {start}\ncalls: %json {json.dumps(calls)}\n")
+
+
+def _rebase(schema: Any, base: str) -> Any:
+    """`schema` with every local `$ref` ("#…") moved under the JSON pointer `base`."""
+    if isinstance(schema, dict):
+        return {
+            key: base + value[1:]
+            if key == "$ref" and isinstance(value, str) and value.startswith("#")
+            else _rebase(value, base)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_rebase(item, base) for item in schema]
+    return schema
 
 
 class ToolCallParser:

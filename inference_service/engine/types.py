@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from inference_service.engine.constraints import Grammar
+import numpy as np
 
 
 class FinishReason(enum.Enum):
@@ -140,6 +139,23 @@ class GenerationParams:
     tool_calls: bool = False  # the constraint is a tool-call grammar: calls in the output are parsed
 
 
+class GrammarMatcher(Protocol):
+    """One choice's position in its grammar (engine/constraints.py's Matcher, a script in the unit tests)."""
+
+    def allowed(self) -> np.ndarray: ...  # bool [vocab]: the tokens that may come next; RuntimeError when in error
+
+    def consume(self, token: int) -> None: ...
+
+    @property
+    def stopped(self) -> bool: ...  # the output is complete: nothing but EOS may follow
+
+
+class CompiledGrammar(Protocol):
+    """A compiled constraint (engine/constraints.py's Grammar); each choice starts its own matcher."""
+
+    def matcher(self) -> GrammarMatcher: ...
+
+
 @dataclass(slots=True)
 class GenerationRequest:
     """One request as the engine sees it: prompt already tokenized, n choices."""
@@ -151,7 +167,7 @@ class GenerationRequest:
     output: OutputParams = field(default_factory=OutputParams)
     n: int = 1
     arrival_time: float = 0.0
-    grammar: Grammar | None = None  # compiled constraint: each choice gets its own matcher
+    grammar: CompiledGrammar | None = None  # compiled constraint: each choice gets its own matcher
     tool_calls: bool = False  # parse the output's tool calls (chat with callable tools)
 
 

@@ -12,8 +12,9 @@ import uuid
 
 from inference_service.api.v1 import generation_pb2 as pb
 from inference_service.engine.async_engine import PromptInput
-from inference_service.engine.constraints import parse_json, tool_call_constraint
+from inference_service.engine.constraints import parse_json
 from inference_service.engine.errors import InvalidRequestError
+from inference_service.engine.tool_calls import tool_call_constraint
 from inference_service.engine.types import (
     ChatMessage,
     ChoiceOutput,

@@ -11,8 +11,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from inference_service.engine import constraints
-from inference_service.engine.constraints import GrammarCompiler, Matcher, tool_call_constraint
+from inference_service.engine.constraints import GrammarCompiler, Matcher
 from inference_service.engine.errors import InvalidRequestError
+from inference_service.engine.tool_calls import tool_call_constraint
 from inference_service.engine.types import Constraint, ConstraintKind, Tool, ToolChoice, Tools
 from inference_service.models.gguf_tokenizer import write_tokenizer_files
 
