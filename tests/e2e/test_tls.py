@@ -1,7 +1,7 @@
 """TLS on real processes: the inference service with mutual TLS, the bridge as its client and over HTTPS.
 
 Certificates are made at test time (tests/e2e/certs.py). Bridge ⇄ service variants without a model are covered
-in-process by tests/http_bridge/test_channel.py.
+in-process by tests/http_bridge/upstream/test_channel.py.
 """
 
 from __future__ import annotations
