@@ -110,7 +110,7 @@ def _machine(device: str) -> list[str]:
 
 def _placement(folder: Path, device: str, report: GpuReport) -> None:
     from inference_service.engine.core import EngineCore
-    from inference_service.engine.loader import load_runner
+    from inference_service.engine.loader import load_runner, warm_up
     from inference_service.engine.placement import PlacementError, check_placement, summary
     from inference_service.engine.runner import RunnerOptions
     from inference_service.engine.scheduler import SchedulerConfig
@@ -120,7 +120,7 @@ def _placement(folder: Path, device: str, report: GpuReport) -> None:
     config = load_model_config(folder)
     options = RunnerOptions(device=device, num_slots=2, slot_capacity=256, profile_warm_up=True)
     runner = load_runner(config, options)
-    EngineCore(runner, Tokenizer.from_dir(folder), config.eos_token_ids, SchedulerConfig()).warm_up()
+    warm_up(EngineCore(runner, Tokenizer.from_dir(folder), config.eos_token_ids, SchedulerConfig()))
     runs = runner.placement() or []
     report.placement = [[op, ", ".join(f"{p}: {n}" for p, n in by.items())] for op, by in summary(runs).items()]
     try:

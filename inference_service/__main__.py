@@ -130,7 +130,6 @@ def _load(settings: ServiceSettings, folder: Path, model_id: str, aliases: tuple
         ),
         SchedulerConfig(
             max_batched_tokens=settings.max_batched_tokens,
-            max_waiting=settings.max_waiting,
             max_queue_wait_s=settings.max_queue_wait_s,
             long_prefill_token_threshold=settings.long_prefill_token_threshold,
             max_num_partial_prefills=settings.max_num_partial_prefills,
@@ -138,6 +137,7 @@ def _load(settings: ServiceSettings, folder: Path, model_id: str, aliases: tuple
         PrefixCacheConfig(max_entries=settings.prefix_cache_entries),
         chat_template=settings.chat_template,
         aliases=aliases,
+        max_waiting=settings.max_waiting,
         speculative=SpeculativeConfig(
             method=settings.speculative,
             ngram=settings.speculative_ngram,

@@ -18,7 +18,6 @@ from inference_service.engine.constraints import Grammar, GrammarCompiler
 from inference_service.engine.core import EngineCore
 from inference_service.engine.errors import (
     ContextLengthExceededError,
-    EngineInternalError,
     EngineUnavailableError,
     InvalidRequestError,
     QueueFullError,
@@ -78,12 +77,17 @@ COMPILE_TIMEOUT_S = 10.0  # a grammar that takes longer to compile is refused (i
 
 class AsyncEngine:
     def __init__(
-        self, core: EngineCore, tokenizer: Tokenizer, context_length: int, grammars: GrammarCompiler | None = None
+        self,
+        core: EngineCore,
+        tokenizer: Tokenizer,
+        context_length: int,
+        grammars: GrammarCompiler | None = None,
+        max_waiting: int = 1024,
     ) -> None:
         self.core = core
         self.tokenizer = tokenizer
         self.grammars = grammars
-        self.context_length = min(context_length, core.runner.slot_capacity)
+        self.context_length = min(context_length, core.slot_capacity)
         self._inbox: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._streams: dict[str, asyncio.Queue[list[ChoiceOutput] | BaseException]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -92,7 +96,7 @@ class AsyncEngine:
         self.loop_error: BaseException | None = None
         self.accepting = True  # False while draining: new requests get UNAVAILABLE
         # every KV slot busy plus max_waiting queued; beyond that RESOURCE_EXHAUSTED at once
-        self.max_in_flight = core.runner.kv.layout.num_slots + core.scheduler.config.max_waiting
+        self.max_in_flight = core.max_running_sequences + max_waiting
 
     # lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -259,20 +263,11 @@ class AsyncEngine:
 
     def _step(self) -> None:
         """One step; its snapshot is published before its outputs, so whoever got a token sees that step's load."""
-        try:
-            outputs = self.core.step()
-        except Exception:
-            logger.exception("engine step failed; failing the requests in it")
-            ids = self.core.stepping_request_ids()
-            for request_id in ids:
-                self.core.abort_request(request_id)
-            self._load = self.core.load()
-            self._post_error(ids, EngineInternalError("internal error while generating"))
-            return
+        result = self.core.step()
         self._load = self.core.load()
-        self._post(outputs)
-        for request_id, error in self.core.take_failures():
-            self._post_error([request_id], error)
+        self._post(result.outputs)
+        for failure in result.failures:
+            self._post_error([failure.request_id], failure.error)
 
     def _post(self, outputs: list[ChoiceOutput]) -> None:
         if outputs and self._loop is not None:

@@ -18,12 +18,14 @@ import onnxruntime as ort
 from inference_service.engine.async_engine import AsyncEngine
 from inference_service.engine.constraints import GrammarCompiler
 from inference_service.engine.core import EngineCore
+from inference_service.engine.errors import EngineInternalError
 from inference_service.engine.placement import check_placement, summary
 from inference_service.engine.prefix_cache import PrefixCacheConfig
 from inference_service.engine.runner import CPU_EP, ModelRunner, RunnerOptions, select_provider
 from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.speculative import SpeculativeConfig
 from inference_service.engine.tokenizer import ChatTemplateError, Tokenizer
+from inference_service.engine.types import GenerationRequest, SamplingParams, StoppingParams
 from inference_service.models.cpu_graphs import CpuGraphs, cpu_graphs
 from inference_service.models.folder import ModelConfig, ModelFolderError, load_model_config
 
@@ -90,6 +92,28 @@ def describe_precision(runner: ModelRunner, folder: Path) -> str:
     return f"{name} (GGUF 4-bit codes kept, scales rounded to {name}, fp32 LM head)"
 
 
+def warm_up(core: EngineCore, max_steps: int = 8) -> None:
+    """One real generation before serving (a two-token prefill, then a decode step): a model or device that cannot
+    generate raises here (what the model raised, when it did), before anything reports ready."""
+    core.add_request(
+        GenerationRequest(
+            "warm-up",
+            [core.pad_token_id] * 2,
+            SamplingParams(temperature=0.0),
+            StoppingParams(max_tokens=2, ignore_eos=True),
+            arrival_time=time.monotonic(),  # not 0: --max-queue-wait-s would expire it before it ran
+        )
+    )
+    for _ in range(max_steps):
+        if not core.has_work:
+            break
+        for failure in core.step().failures:
+            raise failure.cause or failure.error
+    if core.has_work:
+        core.abort_request("warm-up")
+        raise EngineInternalError(f"warm-up generation did not finish in {max_steps} steps")
+
+
 def load_model(
     folder: Path,
     model_id: str,
@@ -99,9 +123,11 @@ def load_model(
     chat_template: Path | None = None,
     aliases: tuple[str, ...] = (),
     speculative: SpeculativeConfig | None = None,
+    max_waiting: int = 1024,
 ) -> ServedModel:
     """`chat_template`: a Jinja file replacing the folder's chat template (`--chat-template`); `aliases`: more names
-    the model answers to (`--served-model-name`)."""
+    the model answers to (`--served-model-name`); `max_waiting`: requests queued beyond the KV slots before
+    RESOURCE_EXHAUSTED (`--max-waiting`)."""
     config = load_model_config(folder)
     try:
         tokenizer = Tokenizer.from_dir(folder, chat_template=chat_template)
@@ -117,7 +143,7 @@ def load_model(
     core = EngineCore(runner, tokenizer, eos, scheduler_config, config.pad_token_id or 0, prefix_cache, speculative)
     started = time.monotonic()
     try:
-        core.warm_up()
+        warm_up(core)
         runs = runner.placement()
         if runs is not None:
             logger.info("node placement of the warm-up passes (op: {provider: nodes}): %s", summary(runs))
@@ -131,7 +157,11 @@ def load_model(
         aliases=aliases,
         config=config,
         engine=AsyncEngine(
-            core, tokenizer, config.context_length, GrammarCompiler(folder / "tokenizer.json", eos, config.vocab_size)
+            core,
+            tokenizer,
+            config.context_length,
+            GrammarCompiler(folder / "tokenizer.json", eos, config.vocab_size),
+            max_waiting,
         ),
         execution_provider=runner.provider,
         precision=precision,

@@ -7,6 +7,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -23,6 +24,24 @@ logger = logging.getLogger(__name__)
 
 CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
+
+
+class Runner(Protocol):
+    """What the engine core needs of a runner: ModelRunner here, the fake one in the unit tests."""
+
+    kv: KVCache
+
+    @property
+    def slot_capacity(self) -> int: ...
+
+    def forward(
+        self,
+        input_ids: np.ndarray,
+        lengths: np.ndarray,
+        first_slot: int,
+        last: np.ndarray | None = None,
+        every_position: bool = False,
+    ) -> np.ndarray | ScreenedRows: ...
 
 
 @dataclass(slots=True, frozen=True)

@@ -24,10 +24,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from inference_service.engine.kv_cache import KVCache
+from inference_service.engine.prefix_cache import PrefixCache
 from inference_service.engine.sequence import Sequence, SequenceStatus
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 @dataclass(slots=True, frozen=True)
 class SchedulerConfig:
     max_batched_tokens: int = 512  # tokens per step across decode rows and prefill chunks
-    max_waiting: int = 1024
     max_queue_wait_s: float = 0.0  # waiting longer than this for a slot fails the request; 0 = no limit
     long_prefill_token_threshold: int = 128  # at most this many tokens of a prompt per step; 0 = oldest first, uncapped
     max_num_partial_prefills: int = 4  # prompts that get a chunk in one step (when the threshold is on); ≥ 2
@@ -61,12 +60,12 @@ class ScheduleOutput:
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, kv: KVCache) -> None:
+    def __init__(self, config: SchedulerConfig, kv: KVCache, prefix_cache: PrefixCache | None = None) -> None:
         self.config = config
         self.kv = kv
+        self.prefix_cache = prefix_cache  # an admitted prompt starts from its longest cached prefix
         self.waiting: deque[Sequence] = deque()
         self.running: dict[int, Sequence] = {}  # slot → sequence
-        self.on_admit: Callable[[Sequence], None] | None = None  # e.g. restore a cached prompt prefix
         self.num_preemptions = 0
 
     @property
@@ -129,8 +128,8 @@ class Scheduler:
             readmitted = seq.scheduled_time is not None
             seq.scheduled_time = seq.scheduled_time or time.monotonic()
             self.running[seq.slot] = seq
-            if self.on_admit is not None:
-                self.on_admit(seq)
+            if self.prefix_cache is not None:
+                seq.num_cached = self.prefix_cache.restore(seq.token_ids[: seq.num_prompt_tokens], seq.slot)
             self._log_admitted(seq, readmitted)
         decoding = [slot for slot, seq in self.running.items() if seq.num_pending == 1]
         span = max(decoding) + 1 if decoding else 0

@@ -217,6 +217,23 @@ class ChoiceOutput:
 
 
 @dataclass(slots=True, frozen=True)
+class Failure:
+    """A request the engine failed (already taken out of it). `error`: an engine/errors.py error for the caller."""
+
+    request_id: str
+    error: Exception
+    cause: BaseException | None = None  # an exception that escaped the step's passes (warm-up re-raises it)
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What one step reports: the choices' outputs and the requests that failed. The engine's only way out."""
+
+    outputs: list[ChoiceOutput]
+    failures: list[Failure]
+
+
+@dataclass(slots=True, frozen=True)
 class ServerLoad:
     """The snapshot the engine thread publishes before and after each step; other threads read only this."""
 

@@ -1,13 +1,25 @@
-"""Fakes for engine unit tests: a deterministic runner over a real (tiny) KV cache, and a character tokenizer."""
+"""Fakes for engine unit tests: a deterministic runner over a real (tiny) KV cache, a character tokenizer and a
+one-script grammar; and the helpers that drive an EngineCore over them."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 
+from inference_service.engine.core import EngineCore
 from inference_service.engine.kv_cache import KVCache, KVLayout
+from inference_service.engine.scheduler import SchedulerConfig
+from inference_service.engine.types import (
+    ChoiceOutput,
+    Failure,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+    StoppingParams,
+)
 
 VOCAB = 32
 EOS = 0
@@ -71,3 +83,83 @@ class FakeTokenizer:
         self, messages: Sequence[object], add_generation_prompt: bool = True, tools: Sequence[object] = ()
     ) -> str:
         return "".join(getattr(m, "content", "") for m in messages)
+
+
+class ScriptMatcher:
+    """A grammar whose language is one token sequence (a stand-in for llguidance's matcher)."""
+
+    def __init__(self, script: list[int], fail_at: int | None) -> None:
+        self.script, self.fail_at, self.pos = script, fail_at, 0
+
+    def allowed(self) -> np.ndarray:
+        if self.pos == self.fail_at:
+            raise RuntimeError("step fuel exhausted")
+        mask = np.zeros(VOCAB, bool)
+        mask[self.script[self.pos]] = True
+        return mask
+
+    def consume(self, token: int) -> None:
+        assert token == self.script[self.pos]
+        self.pos += 1
+
+    @property
+    def stopped(self) -> bool:
+        return self.pos == len(self.script)
+
+
+class ScriptGrammar:
+    def __init__(self, script: list[int], fail_at: int | None = None) -> None:
+        self.script, self.fail_at = script, fail_at
+
+    def matcher(self) -> ScriptMatcher:
+        return ScriptMatcher(self.script, self.fail_at)
+
+
+GREEDY = SamplingParams(temperature=0.0)
+
+
+def make_core(num_slots: int = 4, capacity: int = 64, max_batched_tokens: int = 512) -> tuple[EngineCore, FakeRunner]:
+    runner = FakeRunner(num_slots, capacity)
+    core = EngineCore(runner, cast(Any, FakeTokenizer()), (EOS,), SchedulerConfig(max_batched_tokens), pad_token_id=0)
+    return core, runner
+
+
+def req(rid: str, prompt: list[int], max_tokens: int | None = 5, **kw: Any) -> GenerationRequest:
+    stopping = kw.pop("stopping", StoppingParams(max_tokens=max_tokens))
+    return GenerationRequest(rid, prompt, kw.pop("sampling", GREEDY), stopping, **kw)
+
+
+def run(
+    core: EngineCore, max_steps: int = 200, failures: list[Failure] | None = None
+) -> dict[tuple[str, int], list[ChoiceOutput]]:
+    """Step until done: each choice's outputs; the steps' failures go to `failures`."""
+    outputs: dict[tuple[str, int], list[ChoiceOutput]] = {}
+    for _ in range(max_steps):
+        if not core.has_work:
+            break
+        result = core.step()
+        for out in result.outputs:
+            outputs.setdefault((out.request_id, out.index), []).append(out)
+        if failures is not None:
+            failures += result.failures
+    assert not core.has_work
+    return outputs
+
+
+def generated_ids(core: EngineCore, requests: list[GenerationRequest], together: bool) -> list[list[int]]:
+    """Each request's generated token ids: all added at once, or each run to its end before the next is added."""
+    outputs: dict[tuple[str, int], list[ChoiceOutput]] = {}
+    for request in requests:
+        core.add_request(request)
+        if not together:
+            outputs.update(run(core))
+    outputs.update(run(core))
+    return [[t for out in outputs[(r.request_id, 0)] for t in out.token_ids] for r in requests]
+
+
+def text(outs: list[ChoiceOutput]) -> str:
+    return "".join(o.text for o in outs)
+
+
+def outcome(outs: list[ChoiceOutput]) -> tuple[list[int], str, FinishReason | None, str]:
+    return [t for o in outs for t in o.token_ids], text(outs), outs[-1].finish_reason, outs[-1].matched_stop

@@ -147,7 +147,7 @@ async def test_requests_beyond_slots_and_queue_are_refused_at_once() -> None:
     runner = FakeRunner(num_slots=1, capacity=64)
     runner.delay = 0.01
     tokenizer = cast(Any, FakeTokenizer())
-    eng = AsyncEngine(EngineCore(runner, tokenizer, (EOS,), SchedulerConfig(max_waiting=1)), tokenizer, 64)
+    eng = AsyncEngine(EngineCore(runner, tokenizer, (EOS,), SchedulerConfig()), tokenizer, 64, max_waiting=1)
     assert eng.max_in_flight == 2
     eng.start()
     try:

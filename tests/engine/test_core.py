@@ -5,60 +5,28 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
-import numpy as np
-
 from inference_service.engine.core import EngineCore
 from inference_service.engine.errors import InvalidRequestError
 from inference_service.engine.scheduler import SchedulerConfig
-from inference_service.engine.speculative import SpeculativeConfig
 from inference_service.engine.types import (
     ChoiceOutput,
+    Failure,
     FinishReason,
-    GenerationRequest,
     OutputParams,
     SamplingParams,
     StoppingParams,
 )
-from tests.engine.fakes import EOS, VOCAB, FakeRunner, FakeTokenizer
-
-GREEDY = SamplingParams(temperature=0.0)
-
-
-def make_core(num_slots: int = 4, capacity: int = 64, max_batched_tokens: int = 512) -> tuple[EngineCore, FakeRunner]:
-    runner = FakeRunner(num_slots, capacity)
-    core = EngineCore(runner, cast(Any, FakeTokenizer()), (EOS,), SchedulerConfig(max_batched_tokens), pad_token_id=0)
-    return core, runner
-
-
-def req(rid: str, prompt: list[int], max_tokens: int | None = 5, **kw: Any) -> GenerationRequest:
-    stopping = kw.pop("stopping", StoppingParams(max_tokens=max_tokens))
-    return GenerationRequest(rid, prompt, kw.pop("sampling", GREEDY), stopping, **kw)
-
-
-def run(core: EngineCore, max_steps: int = 200) -> dict[tuple[str, int], list[ChoiceOutput]]:
-    outputs: dict[tuple[str, int], list[ChoiceOutput]] = {}
-    for _ in range(max_steps):
-        if not core.has_work:
-            break
-        for out in core.step():
-            outputs.setdefault((out.request_id, out.index), []).append(out)
-    assert not core.has_work
-    return outputs
-
-
-def generated_ids(core: EngineCore, requests: list[GenerationRequest], together: bool) -> list[list[int]]:
-    """Each request's generated token ids: all added at once, or each run to its end before the next is added."""
-    outputs: dict[tuple[str, int], list[ChoiceOutput]] = {}
-    for request in requests:
-        core.add_request(request)
-        if not together:
-            outputs.update(run(core))
-    outputs.update(run(core))
-    return [[t for out in outputs[(r.request_id, 0)] for t in out.token_ids] for r in requests]
-
-
-def text(outs: list[ChoiceOutput]) -> str:
-    return "".join(o.text for o in outs)
+from tests.engine.fakes import (
+    EOS,
+    FakeRunner,
+    FakeTokenizer,
+    ScriptGrammar,
+    make_core,
+    outcome,
+    req,
+    run,
+    text,
+)
 
 
 def test_single_request_generates_until_max_tokens() -> None:
@@ -100,7 +68,7 @@ def test_new_request_joins_running_batch_and_finished_leave() -> None:
     core.add_request(req("b", [5], max_tokens=2))
     seen: dict[str, list[ChoiceOutput]] = {}
     while core.has_work:
-        for out in core.step():
+        for out in core.step().outputs:
             seen.setdefault(out.request_id, []).append(out)
         if "b" in seen and seen["b"][-1].finish_reason is not None and "b_done" not in seen:
             seen["b_done"] = []
@@ -112,7 +80,7 @@ def test_new_request_joins_running_batch_and_finished_leave() -> None:
 def test_long_prompt_is_chunked_under_the_token_budget() -> None:
     core, runner = make_core(capacity=256, max_batched_tokens=32)
     core.add_request(req("short", [3], max_tokens=20))
-    first = core.step()
+    first = core.step().outputs
     core.add_request(req("long", list(range(1, 31)) * 4, max_tokens=1))  # 120 tokens
     outs = run(core)
     assert all(seq <= 32 for _, _, seq in runner.calls)
@@ -206,11 +174,10 @@ def test_waiting_too_long_fails_with_queue_timeout() -> None:
     core.add_request(req("first", [1], max_tokens=3, arrival_time=time.monotonic() + 1000))  # never stale
     late = req("late", [2], max_tokens=3, arrival_time=0.0)  # arrived long ago: waited past the limit
     core.add_request(late)
-    outs = run(core)
+    failures: list[Failure] = []
+    outs = run(core, failures=failures)
     assert ("first", 0) in outs and ("late", 0) not in outs
-    failures = core.take_failures()
-    assert [(rid, type(err)) for rid, err in failures] == [("late", QueueTimeoutError)]
-    assert core.take_failures() == []
+    assert [(f.request_id, type(f.error)) for f in failures] == [("late", QueueTimeoutError)]  # reported once
 
 
 def test_failure_in_one_sequence_spares_the_others() -> None:
@@ -225,10 +192,11 @@ def test_failure_in_one_sequence_spares_the_others() -> None:
     core.fault_hook = hook
     core.add_request(req("good", [1], max_tokens=4))
     core.add_request(req("bad", [5], max_tokens=4))
-    outs = run(core)
+    failures: list[Failure] = []
+    outs = run(core, failures=failures)
     assert text(outs[("good", 0)]) == "cdef"
     assert outs[("good", 0)][-1].finish_reason is FinishReason.MAX_TOKENS
-    assert [(rid, type(err)) for rid, err in core.take_failures()] == [("bad", EngineInternalError)]
+    assert [(f.request_id, type(f.error)) for f in failures] == [("bad", EngineInternalError)]
     assert runner.kv.num_free == 4
 
 
@@ -242,74 +210,6 @@ def test_fresh_prompts_in_consecutive_slots_prefill_in_one_padded_pass() -> None
     assert text(outs[("a", 0)]) == "gh"
     assert text(outs[("b", 0)]) == "op"  # its logits come from its own last token (13), not the padding
     assert text(outs[("c", 0)]) == "z" + chr(ord("a") + 26)  # 24 → 25 (z) → 26
-
-
-def test_group_prefill_rules() -> None:
-    from inference_service.engine.scheduler import PrefillChunk, group_prefill
-
-    def chunk(slot: int, tokens: int, cached: int = 0) -> PrefillChunk:
-        seq = cast(Any, type("S", (), {"slot": slot, "num_cached": cached})())
-        return PrefillChunk(seq, tokens)
-
-    groups = group_prefill([chunk(0, 10), chunk(1, 9), chunk(3, 10), chunk(4, 10, cached=5), chunk(5, 10)])
-    assert [[c.seq.slot for c in g] for g in groups] == [[0, 1], [3], [4], [5]]  # gap, cached context
-    uneven = group_prefill([chunk(0, 100), chunk(1, 10)])
-    assert len(uneven) == 2  # 200 padded rows for 110 real tokens: not worth it
-
-
-def test_warm_up_runs_a_prefill_and_a_decode_step_and_leaves_nothing_behind() -> None:
-    core, runner = make_core()
-    core.warm_up()
-    assert runner.calls == [(0, 1, 2), (0, 1, 1)]  # (first_slot, batch, seq): a two-token prefill, one decode
-    assert not core.has_work and core.runner.kv.num_free == 4 and not core.take_failures()
-
-
-def test_warm_up_is_not_expired_by_a_queue_wait_limit() -> None:
-    runner = FakeRunner()
-    core = EngineCore(runner, cast(Any, FakeTokenizer()), (EOS,), SchedulerConfig(max_queue_wait_s=1.0))
-    core.warm_up()
-    assert len(runner.calls) == 2
-
-
-def test_warm_up_raises_what_the_model_raises() -> None:
-    core, runner = make_core()
-    runner.fail_next = True
-    try:
-        core.warm_up()
-    except RuntimeError as e:
-        assert "injected failure" in str(e)
-    else:
-        raise AssertionError("warm_up did not raise")
-
-
-class ScriptMatcher:
-    """A grammar whose language is one token sequence (a stand-in for llguidance's matcher)."""
-
-    def __init__(self, script: list[int], fail_at: int | None) -> None:
-        self.script, self.fail_at, self.pos = script, fail_at, 0
-
-    def allowed(self) -> np.ndarray:
-        if self.pos == self.fail_at:
-            raise RuntimeError("step fuel exhausted")
-        mask = np.zeros(VOCAB, bool)
-        mask[self.script[self.pos]] = True
-        return mask
-
-    def consume(self, token: int) -> None:
-        assert token == self.script[self.pos]
-        self.pos += 1
-
-    @property
-    def stopped(self) -> bool:
-        return self.pos == len(self.script)
-
-
-class ScriptGrammar:
-    def __init__(self, script: list[int], fail_at: int | None = None) -> None:
-        self.script, self.fail_at = script, fail_at
-
-    def matcher(self) -> ScriptMatcher:
-        return ScriptMatcher(self.script, self.fail_at)
 
 
 def test_constrained_choices_follow_their_grammar_and_end_when_it_is_complete() -> None:
@@ -332,76 +232,12 @@ def test_a_grammar_that_fails_fails_only_its_request() -> None:
     core, _ = make_core()
     core.add_request(req("bad", [1], max_tokens=10, grammar=cast(Any, ScriptGrammar([5, 3, 9], fail_at=1))))
     core.add_request(req("good", [1], max_tokens=3))
-    outs = run(core)
-    (failed, error), *_ = core.take_failures()
+    failures: list[Failure] = []
+    outs = run(core, failures=failures)
+    failed, error = failures[0].request_id, failures[0].error
     assert failed == "bad" and isinstance(error, InvalidRequestError) and "step fuel exhausted" in str(error)
     assert text(outs[("bad", 0)]) == "f"  # the token before the failure was sent
     assert text(outs[("good", 0)]) == "cde"
-
-
-def spec_core(max_batch: int = 1, **kw: Any) -> tuple[EngineCore, FakeRunner]:
-    runner = FakeRunner(4, 64)
-    config = SpeculativeConfig(ngram=3, max_draft=4, max_batch=max_batch, **kw)
-    tokenizer = cast(Any, FakeTokenizer())
-    return EngineCore(runner, tokenizer, (EOS,), SchedulerConfig(512), pad_token_id=0, speculative=config), runner
-
-
-def outcome(outs: list[ChoiceOutput]) -> tuple[list[int], str, FinishReason | None, str]:
-    return [t for o in outs for t in o.token_ids], text(outs), outs[-1].finish_reason, outs[-1].matched_stop
-
-
-SPEC_CASES = [
-    ([1, 2, 3, 4, 5, 1, 2, 3], StoppingParams(max_tokens=12)),  # drafts 4 5 1 2: two accepted, then 6
-    ([5, 6, 7, 8, 9, 10, 5, 6, 7], StoppingParams(max_tokens=3)),  # max_tokens reached with the bonus token
-    ([5, 6, 7, 8, 9, 10, 11, 5, 6, 7], StoppingParams(max_tokens=10, stop=("jk",))),  # stop across accepted tokens
-    ([6, 30, 31, 0, 7, 5, 6, 30], StoppingParams(max_tokens=10)),  # EOS is an accepted drafted token
-    ([20, 28, 29, 30, 31, 5, 28, 29, 30], StoppingParams(max_tokens=10)),  # EOS where the draft is rejected
-    ([9, 8, 7, 6], StoppingParams(max_tokens=6)),  # nothing to look up: no draft
-]
-
-
-def test_speculation_gives_exactly_the_tokens_of_plain_decoding() -> None:
-    drafted = []
-    for prompt, stopping in SPEC_CASES:
-        plain_core, _ = make_core()
-        plain_core.add_request(req("r", prompt, stopping=stopping))
-        core, _ = spec_core()
-        core.add_request(req("r", prompt, stopping=stopping))
-        assert outcome(run(core)[("r", 0)]) == outcome(run(plain_core)[("r", 0)]), prompt
-        drafted.append(core.draft_tokens)
-    assert all(drafted[:-1]) and drafted[-1] == 0  # every case but the last verified drafts
-
-
-def test_accepted_drafts_save_passes() -> None:
-    prompt = list(range(1, 20)) + list(range(1, 4))  # the continuation 4, 5, … is all in the prompt
-    core, runner = spec_core()
-    core.add_request(req("r", prompt, max_tokens=16))
-    outs = run(core)[("r", 0)]
-    assert [t for o in outs for t in o.token_ids] == list(range(4, 20))
-    assert core.accepted_tokens == core.draft_tokens > 0
-    assert len(runner.calls) < 16 / 2  # a prefill, then up to 5 tokens a pass
-
-
-def test_sampled_speculation_repeats_itself_with_a_seed() -> None:
-    sampling = SamplingParams(temperature=1.0, top_k=3, seed=11)
-
-    def once() -> list[int]:
-        core, _ = spec_core()
-        core.add_request(req("s", [1, 2, 3, 4, 5, 1, 2, 3], max_tokens=12, sampling=sampling))
-        return outcome(run(core)[("s", 0)])[0]
-
-    assert once() == once()
-
-
-def test_no_drafts_above_max_batch_and_for_constrained_rows() -> None:
-    core, _ = spec_core(max_batch=1)
-    for rid in ("a", "b"):
-        core.add_request(req(rid, [1, 2, 3, 4, 5, 1, 2, 3], max_tokens=6))
-    outs = run(core)
-    assert core.draft_tokens == 0 and text(outs[("a", 0)]) == text(outs[("b", 0)]) == "efghij"
-    core, _ = spec_core()
-    core.add_request(req("c", [1, 2, 3, 4, 5, 1, 2, 3], max_tokens=3, grammar=cast(Any, ScriptGrammar([4, 5, 6]))))
-    assert text(run(core)[("c", 0)]) == "efg" and core.draft_tokens == 0
 
 
 def test_a_prompt_prefilling_below_the_decoding_slots_stays_out_of_the_decode_pass() -> None:

@@ -27,8 +27,7 @@ from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.tokenizer import Tokenizer
 from inference_service.engine.types import ChatMessage, ChoiceOutput, SamplingParams
 from inference_service.models.folder import load_model_config
-from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer
-from tests.engine.test_core import generated_ids, req
+from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer, generated_ids, req
 
 T, P = 16, 4
 LONG = [1 + i % 29 for i in range(600)]  # 600 tokens, no EOS among them
@@ -69,7 +68,7 @@ def drive(
             added[request.request_id] = step
         if not core.has_work:
             break
-        outs: list[ChoiceOutput] = core.step()
+        outs: list[ChoiceOutput] = core.step().outputs
         for out in outs:
             first.setdefault((out.request_id, out.index), step)
             last[(out.request_id, out.index)] = step

@@ -19,8 +19,7 @@ from inference_service.engine.scheduler import SchedulerConfig
 from inference_service.engine.tokenizer import Tokenizer
 from inference_service.engine.types import ChatMessage, FinishReason
 from inference_service.models.folder import load_model_config
-from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer
-from tests.engine.test_core import generated_ids, req, run, text
+from tests.engine.fakes import EOS, FakeRunner, FakeTokenizer, generated_ids, req, run, text
 
 
 def make_core(budget: int, num_slots: int = 4, capacity: int = 16, **config: Any) -> tuple[EngineCore, FakeRunner]:
@@ -45,7 +44,7 @@ def test_admission_waits_until_tokens_fit() -> None:
     prompts = {rid: [i + 1] * 8 for i, rid in enumerate("abc")}
     for rid, prompt in prompts.items():
         core.add_request(req(rid, prompt, max_tokens=2))
-    first = core.step()
+    first = core.step().outputs
     load = core.load()
     # a: 8 tokens; b: 8 + 8 + 2 (headroom) ≤ 20; c would need 16 + 8 + 3 > 20
     assert (load.running_sequences, load.waiting_requests, load.kv_tokens_total) == (2, 1, 20)
@@ -90,13 +89,15 @@ def test_preempted_sequence_is_not_expired_by_the_queue_wait_limit() -> None:
     now = time.monotonic()
     core.add_request(req("old", [1, 2, 3, 4], max_tokens=10, arrival_time=now))
     core.add_request(req("new", [10, 11, 12, 13], max_tokens=10, arrival_time=now))
-    outputs = []
+    outputs, failures = [], []
     while core.has_work:
-        outputs += core.step()
+        result = core.step()
+        outputs += result.outputs
+        failures += result.failures
         if core.scheduler.num_preemptions and core.scheduler.waiting:
             time.sleep(0.06)  # the preempted one now waits past the limit: it must not fail
     assert core.scheduler.num_preemptions >= 1
-    assert core.take_failures() == []
+    assert failures == []
     assert sum(o.finish_reason is FinishReason.MAX_TOKENS for o in outputs) == 2
 
 

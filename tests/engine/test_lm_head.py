@@ -168,7 +168,7 @@ def test_real_model_screened_engine_generates_what_the_fp32_head_generates(model
     from inference_service.engine.tokenizer import Tokenizer
     from inference_service.engine.types import ChatMessage, GenerationRequest, StoppingParams
     from inference_service.models.folder import load_model_config
-    from tests.engine.test_core import generated_ids
+    from tests.engine.fakes import generated_ids
 
     config = load_model_config(model_dir)
     tokenizer = Tokenizer.from_dir(model_dir)

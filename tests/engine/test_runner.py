@@ -95,7 +95,7 @@ def test_prefix_cache_reuse_gives_the_same_greedy_output(runner: ModelRunner, fo
         )
         out = ""
         while core.has_work:
-            out += "".join(o.text for o in core.step())
+            out += "".join(o.text for o in core.step().outputs)
         return out
 
     def core(entries: int) -> EngineCore:

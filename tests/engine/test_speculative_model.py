@@ -21,7 +21,7 @@ from inference_service.engine.types import (
     StoppingParams,
 )
 from inference_service.models.folder import load_model_config
-from tests.engine.test_core import run
+from tests.engine.fakes import run
 
 PARAGRAPH = (
     "The Amazon rainforest covers about 5.5 million square kilometres across nine countries. Brazil holds about "
@@ -80,14 +80,14 @@ def test_greedy_replies_are_the_same_token_for_token(parts: tuple, together: boo
     want, _, _ = generate(parts, PLAIN, greedy, together)
     got, _, core = generate(parts, spec, greedy, together)
     assert got == want
-    assert core.accepted_tokens > 0  # the copy-heavy prompts did accept drafts
+    assert core.load().accepted_draft_tokens > 0  # the copy-heavy prompts did accept drafts
 
 
 def test_logprobs_and_penalties_are_those_of_plain_decoding(parts: tuple) -> None:
     sampling = SamplingParams(temperature=0.0, repetition_penalty=1.1, frequency_penalty=0.3)
     want, want_lps, _ = generate(parts, PLAIN, sampling, False, logprobs=True)
     got, got_lps, core = generate(parts, SpeculativeConfig(), sampling, False, logprobs=True)
-    assert got == want and core.draft_tokens > 0
+    assert got == want and core.load().draft_tokens > 0
     assert [len(x) for x in got_lps] == [len(x) for x in got]  # one entry per emitted token
     for got_row, want_row in zip(got_lps, want_lps, strict=True):  # the same values, summed in another order
         assert np.allclose(got_row, want_row, atol=1e-4)
@@ -97,4 +97,4 @@ def test_a_seeded_sampled_request_repeats_itself(parts: tuple) -> None:
     sampling = SamplingParams(temperature=0.8, top_k=40, seed=1234)
     first, _, core = generate(parts, SpeculativeConfig(), sampling, False)
     again, _, _ = generate(parts, SpeculativeConfig(), sampling, False)
-    assert first == again and core.draft_tokens > 0
+    assert first == again and core.load().draft_tokens > 0
