@@ -11,6 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY inference_service ./inference_service
 COPY http_bridge ./http_bridge
+COPY ortserve_common ./ortserve_common
 COPY docker/requirements.py ./docker/
 RUN pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /dist . \
     && python docker/requirements.py bridge > /dist/bridge.txt
@@ -25,7 +26,7 @@ RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
     pip install --only-binary=:all: -r /dist/bridge.txt \
     && pip install --no-deps /dist/ortserve-*.whl \
     && python -c "import importlib.util as u; bad = [m for m in ('onnxruntime', 'onnx', 'gguf', 'tokenizers', 'numpy') if u.find_spec(m)]; assert not bad, bad" \
-    && python -c "import http_bridge.app, http_bridge.__main__"
+    && python -c "import ortserve_common.logs, ortserve_common.settings_flags, http_bridge.app, http_bridge.__main__"
 RUN groupadd --system --gid 10001 ortserve \
     && useradd --system --uid 10001 --gid ortserve --create-home --home-dir /home/ortserve ortserve
 COPY docker/healthcheck.py /opt/ortserve/

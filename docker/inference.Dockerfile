@@ -15,6 +15,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY inference_service ./inference_service
 COPY http_bridge ./http_bridge
+COPY ortserve_common ./ortserve_common
 COPY docker/requirements.py ./docker/
 RUN pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /dist . \
     && python docker/requirements.py inference-cpu > /dist/inference-cpu.txt

@@ -15,14 +15,14 @@ from inference_service.__main__ import default_model_dir
 from inference_service.models import paths
 from inference_service.models.cpu_graphs import cpu_graphs
 from inference_service.models.folder import load_model_config
-from inference_service.server.logs import configure_logging
 from inference_service.server.settings import ServiceSettings
+from ortserve_common.logs import configure_logging
 
 logger = logging.getLogger("prepare_model")
 
 
 def main() -> None:
-    configure_logging("text")
+    configure_logging(fmt="text")
     folders = {precision: default_model_dir(progress=False, precision=precision) for precision in ("fp16", "fp32")}
     logger.info("model folders ready: %s", folders)
     folder = folders["fp32"]

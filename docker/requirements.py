@@ -15,7 +15,8 @@ from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
-# What http_bridge imports at run time (grpc, grpc_health, google.rpc, fastapi/starlette, uvicorn, pydantic, …).
+# What http_bridge and ortserve_common import at run time (grpc, grpc_health, google.rpc, fastapi/starlette, uvicorn,
+# pydantic, …).
 BRIDGE_PACKAGES = frozenset(
     {
         "grpcio",

@@ -12,10 +12,10 @@ import uvicorn
 from http_bridge.accounts.cli import keys_main, usage_main
 from http_bridge.accounts.keys import KeyFileError
 from http_bridge.app import create_app
-from http_bridge.logs import configure_logging
 from http_bridge.settings import BridgeSettings
-from http_bridge.settings_flags import add_settings_flags, settings_from_args
 from http_bridge.upstream.routing import RoutesError, load_routes
+from ortserve_common.logs import configure_logging
+from ortserve_common.settings_flags import add_settings_flags, settings_from_args
 
 PROG = "ortserve-bridge"
 

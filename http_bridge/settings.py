@@ -1,5 +1,5 @@
 """Bridge configuration: environment variables prefixed ORTSERVE_BRIDGE_, overridden by CLI flags (generated from
-the field descriptions by http_bridge.settings_flags)."""
+the field descriptions by ortserve_common.settings_flags)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from http_bridge.settings_flags import NoFlag
+from ortserve_common.settings_flags import NoFlag
 
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from http_bridge.settings_flags import add_settings_flags, fail, settings_from_args
 from inference_service.engine.prefix_cache import PrefixCacheConfig
 from inference_service.engine.sequence import Sequence
 from inference_service.models import paths
-from inference_service.server.logs import configure_logging
 from inference_service.server.settings import ServiceSettings
+from ortserve_common.logs import configure_logging
+from ortserve_common.settings_flags import add_settings_flags, fail, settings_from_args
 
 if TYPE_CHECKING:
     from inference_service.engine.loader import ServedModel
@@ -84,7 +84,7 @@ def _serve(args: argparse.Namespace) -> None:
     name = registry_name(settings.model)  # a registry name wins over a folder of the same name (use ./NAME)
     if name is None and not Path(settings.model).is_dir():
         _fail("serve", f"--model {settings.model!r}: not a folder, nor 'default' or a model name ({', '.join(MODELS)})")
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     not_servable: tuple[type[Exception], ...] = (
         ListenError,
         ModelFolderError,
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     conv.set_defaults(func=_convert)
 
     args = parser.parse_args(argv)
-    configure_logging("text")  # serve reconfigures from its settings
+    configure_logging(fmt="text")  # serve reconfigures from its settings
     args.func(args)
 
 

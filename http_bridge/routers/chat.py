@@ -10,10 +10,10 @@ from fastapi.responses import Response
 from http_bridge import request_limits
 from http_bridge.errors import name_upstream_params
 from http_bridge.pipeline import PipelineDep
-from http_bridge.request_context import current_request_id
 from http_bridge.schemas.chat import ChatCompletion, ChatCompletionRequest
 from http_bridge.translate.chat import ChatBuilder, to_generate_request
 from http_bridge.translate.constraints import constraint_param
+from ortserve_common.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 

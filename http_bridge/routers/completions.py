@@ -11,10 +11,10 @@ from fastapi.responses import Response
 from http_bridge import request_limits
 from http_bridge.errors import name_upstream_params
 from http_bridge.pipeline import PipelineDep
-from http_bridge.request_context import current_request_id
 from http_bridge.schemas.completions import CompletionRequest, TextCompletion
 from http_bridge.translate.completions import TextCompletionBuilder, to_generate_requests
 from http_bridge.translate.constraints import constraint_param
+from ortserve_common.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 

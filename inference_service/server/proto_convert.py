@@ -31,11 +31,11 @@ from inference_service.engine.types import (
     Tools,
 )
 from inference_service.models.folder import SearchDefaults
+from ortserve_common.request_context import is_request_id
 
 MAX_N = 128  # as OpenAI; choices beyond the free KV slots wait for one
 MAX_STOPS = 16
 MAX_TOP_LOGPROBS = 20
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as OpenAI
 MAX_TOOLS = 128  # as OpenAI
@@ -169,7 +169,7 @@ def request_id(value: str) -> str:
     if not value:
         return uuid.uuid4().hex
     _check(
-        REQUEST_ID.fullmatch(value) is not None,
+        is_request_id(value),
         "request_id",
         "request_id must be 1-128 characters of letters, digits and ._:-",
     )

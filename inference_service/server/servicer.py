@@ -18,8 +18,8 @@ from inference_service.engine.errors import EngineError, ModelNotFoundError
 from inference_service.engine.loader import ServedModel
 from inference_service.server import proto_convert
 from inference_service.server.errors import to_status
-from inference_service.server.logs import request_id_var
 from inference_service.server.metrics import ServiceMetrics
+from ortserve_common.request_context import request_id_var
 
 logger = logging.getLogger(__name__)
 

@@ -63,8 +63,8 @@ def test_the_cli_prints_one_requirement_per_line() -> None:
 
 
 def test_the_bridge_imports_with_the_engine_packages_unavailable() -> None:
-    """What the bridge image holds is enough: every http_bridge module imports with the engine-only packages
-    blocked, and the app builds (a new import of numpy or onnxruntime in the bridge fails here)."""
+    """What the bridge image holds is enough: every http_bridge and ortserve_common module imports with the
+    engine-only packages blocked, and the app builds (a new import of numpy or onnxruntime in the bridge fails here)."""
     blocked = sorted({"onnxruntime", "onnx", "gguf", "tokenizers", "numpy", "jinja2", "tqdm", "grpc_reflection"})
     script = textwrap.dedent(
         f"""
@@ -78,9 +78,10 @@ def test_the_bridge_imports_with_the_engine_packages_unavailable() -> None:
                 return None
 
         sys.meta_path.insert(0, Block())
-        import http_bridge
-        for info in pkgutil.walk_packages(http_bridge.__path__, "http_bridge."):
-            importlib.import_module(info.name)
+        import http_bridge, ortserve_common
+        for package in (http_bridge, ortserve_common):
+            for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+                importlib.import_module(info.name)
         from http_bridge.app import create_app
         from http_bridge.settings import BridgeSettings
         create_app(BridgeSettings(_env_file=None))

@@ -5,7 +5,7 @@ import logging
 import httpx
 import pytest
 
-from http_bridge.request_context import RequestIdFilter, choose_request_id
+from ortserve_common.request_context import RequestIdFilter
 
 pytestmark = pytest.mark.anyio
 
@@ -20,13 +20,3 @@ async def test_log_lines_of_a_request_carry_its_id(http: httpx.AsyncClient, capl
     outside = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     RequestIdFilter().filter(outside)
     assert outside.request_id == "-"  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize(
-    ("header", "kept"),
-    [("abc-1.2_3", True), ("a" * 64, True), ("a" * 65, False), ("x y", False), ("", False)],
-)
-def test_choose_request_id(header: str, kept: bool) -> None:
-    chosen = choose_request_id(header)
-    assert (chosen == header) == kept
-    assert choose_request_id(None) != choose_request_id(None)

@@ -112,3 +112,10 @@ def test_a_wrong_keep_alive_exits_2_naming_the_flag(value: str, capsys: pytest.C
     with pytest.raises(SystemExit) as exc:
         load_settings(["--timeout-keep-alive-s", value])
     assert exc.value.code == 2 and "--timeout-keep-alive-s" in capsys.readouterr().err
+
+
+def test_log_format_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings([]).log_format == "json"
+    assert load_settings(["--log-format", "text"]).log_format == "text"
+    with pytest.raises(SystemExit):
+        load_settings(["--log-format", "xml"])

@@ -8,12 +8,12 @@ from typing import Any, cast
 
 import pytest
 
-from http_bridge.settings_flags import add_settings_flags, settings_from_args
 from inference_service.api.v1 import model_pb2 as model_pb
 from inference_service.engine.errors import ModelNotFoundError
 from inference_service.engine.loader import ServedModel
 from inference_service.server.servicer import GenerationServicer, ModelServicer, _resolve, by_name
 from inference_service.server.settings import ServiceSettings
+from ortserve_common.settings_flags import add_settings_flags, settings_from_args
 
 pytestmark = pytest.mark.anyio
 NAMES = ("smollm2-135m-instruct", "radiance", "llama3.1:8b-instruct-fp16", "org/model")

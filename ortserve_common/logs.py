@@ -7,7 +7,7 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-from http_bridge.request_context import RequestIdFilter
+from ortserve_common.request_context import RequestIdFilter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
@@ -21,11 +21,12 @@ def formatter(fmt: str) -> logging.Formatter:
     return logging.Formatter(TEXT_FORMAT)
 
 
-def configure_logging(level: str, fmt: str = "json") -> None:
-    """One stderr handler on the root logger (uvicorn's loggers propagate to it: log_config=None)."""
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """One stderr handler on the root logger (uvicorn's loggers propagate to it: log_config=None); `level` in any
+    case."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(level.upper())

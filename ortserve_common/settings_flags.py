@@ -3,8 +3,8 @@
 Environment variables stay the defaults and the flags given win. Flags carry text that pydantic validates exactly
 as it validates the environment, so a wrong value gets the same message from either, and exits with status 2.
 
-Lives in http_bridge because the bridge may import nothing from inference_service but the API stubs, while the
-service may import this module: it needs only argparse and pydantic, and both packages ship in one wheel.
+Shared by both services' command lines (ortserve_common imports neither service): it needs only argparse and
+pydantic, which the bridge image holds.
 """
 
 from __future__ import annotations

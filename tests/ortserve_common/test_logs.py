@@ -1,4 +1,4 @@
-"""Bridge log formats: JSON lines by default (request id as a field), text for development."""
+"""Log formats of both services: JSON lines by default (request id as a field), text for development."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from http_bridge.logs import configure_logging
-from http_bridge.request_context import request_id_var
+from ortserve_common.logs import configure_logging
+from ortserve_common.request_context import request_id_var
 
 
 @pytest.fixture
@@ -47,12 +47,3 @@ def test_json_lines_carry_the_request_id(restore_root: None) -> None:
 
 def test_text_format(restore_root: None) -> None:
     assert "INFO http_bridge.test [req-7] hello there" in emit("text")
-
-
-def test_log_format_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from http_bridge.__main__ import load_settings
-
-    assert load_settings([]).log_format == "json"
-    assert load_settings(["--log-format", "text"]).log_format == "text"
-    with pytest.raises(SystemExit):
-        load_settings(["--log-format", "xml"])

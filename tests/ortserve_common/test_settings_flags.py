@@ -11,7 +11,7 @@ import pytest
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from http_bridge.settings_flags import NoFlag, add_settings_flags, settings_from_args
+from ortserve_common.settings_flags import NoFlag, add_settings_flags, settings_from_args
 
 
 class Toy(BaseSettings):
