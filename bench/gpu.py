@@ -166,7 +166,7 @@ def run(
     run_tests: bool,
     argv: list[str],
 ) -> bool:
-    from inference_service.__main__ import default_model_dir
+    from inference_service.models.prepare import default_model_dir
 
     report = GpuReport(
         command="python -m bench " + shlex.join(argv),

@@ -9,12 +9,13 @@ ORTSERVE_SCREEN_HEAD=false the screened head, as they do for `serve` (the CUDA E
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-from inference_service.__main__ import default_model_dir
-from inference_service.models import paths
-from inference_service.models.cpu_graphs import cpu_graphs
+from inference_service.engine.loader import prepare_graphs
 from inference_service.models.folder import load_model_config
+from inference_service.models.prepare import default_model_dir
+from inference_service.server.config import engine_config
 from inference_service.server.settings import ServiceSettings
 from ortserve_common.logs import configure_logging
 
@@ -25,17 +26,9 @@ def main() -> None:
     configure_logging(fmt="text")
     folders = {precision: default_model_dir(progress=False, precision=precision) for precision in ("fp16", "fp32")}
     logger.info("model folders ready: %s", folders)
-    folder = folders["fp32"]
-    settings = ServiceSettings()  # the same ORTSERVE_* environment `serve` reads
-    config = load_model_config(folder)
-    # Same cache location `serve` uses (inference_service.__main__._load).
-    graphs = cpu_graphs(
-        config.model_file,
-        config.logits_name,
-        paths.cpu_graphs_dir(),
-        dense=settings.dense_min_rows > 0,
-        screen_head=settings.screen_head,
-    )
+    # the CPU graphs `serve` would derive (same settings, same cache), on the CPU EP whatever ORTSERVE_DEVICE says
+    runner = dataclasses.replace(engine_config(ServiceSettings()).runner, device="cpu")
+    graphs = prepare_graphs(load_model_config(folders["fp32"]), runner)
     logger.info("CPU graphs: %s", graphs)
 
 

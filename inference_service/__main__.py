@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from inference_service.engine.prefix_cache import PrefixCacheConfig
-from inference_service.engine.sequence import Sequence
 from inference_service.models import paths
+from inference_service.models.prepare import preparation_errors, prepare_model, registry_name
 from inference_service.server.settings import ServiceSettings
 from ortserve_common.logs import configure_logging
 from ortserve_common.settings_flags import add_settings_flags, fail, settings_from_args
@@ -20,58 +18,9 @@ if TYPE_CHECKING:
     from inference_service.engine.loader import ServedModel
 
 
-def default_precision(device: str, architecture: Callable[[], str]) -> str:
-    """The graph a device runs: on the CUDA EP (its attention kernels are fp16/bf16 only) fp16, or bf16 for
-    architectures whose activations overflow fp16; else fp32. `architecture` is asked only on CUDA."""
-    from inference_service.engine.runner import CUDA_EP, select_provider
-    from inference_service.models.convert import cuda_precision
-
-    return cuda_precision(architecture()) if select_provider(device) == CUDA_EP else "fp32"
-
-
-def prepare_model(
-    name: str, progress: bool = True, precision: str | None = None, device: str = "cpu", cache: Path | None = None
-) -> Path:
-    """Pull and convert the registry model `name` when needed (both steps are cached in `cache`, default
-    paths.cache_dir()), in `precision` or else in the one `device` runs."""
-    from inference_service.models.convert import convert
-    from inference_service.models.pull import get_model, pull
-
-    model = get_model(name)
-    gguf = pull(paths.default_gguf_dir(cache), model, progress=progress)
-    precision = precision or default_precision(device, lambda: model.architecture)
-    return convert(gguf, paths.model_dir(name, precision, cache), progress=progress, precision=precision)
-
-
-def default_model_dir(progress: bool = True, precision: str = "fp32") -> Path:
-    """Pull and convert the default model when needed (both steps are cached)."""
-    from inference_service.models.pull import DEFAULT_MODEL
-
-    return prepare_model(DEFAULT_MODEL.name, progress, precision)
-
-
-def registry_name(model: str) -> str | None:
-    """The registry name `--model` means ("default" is the default model's), or None for a folder path."""
-    from inference_service.models.pull import DEFAULT_MODEL, MODELS
-
-    if model == "default":
-        return DEFAULT_MODEL.name
-    return model if model in MODELS else None
-
-
 def _fail(command: str, message: str) -> NoReturn:
     """A clear message and exit status 2, as argparse gives for a bad flag."""
     fail(f"python -m inference_service {command}", message)
-
-
-def _preparation_errors() -> tuple[type[Exception], ...]:
-    """Typed errors of pulling or converting a model: reported in one line, never as a traceback."""
-    from inference_service.models.convert import UnsupportedModelError
-    from inference_service.models.gguf_tokenizer import UnsupportedTokenizerError
-    from inference_service.models.gguf_weights import UnsupportedTensorTypeError
-    from inference_service.models.pull import PullError
-
-    return PullError, UnsupportedModelError, UnsupportedTokenizerError, UnsupportedTensorTypeError
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -89,7 +38,7 @@ def _serve(args: argparse.Namespace) -> None:
         ListenError,
         ModelFolderError,
         ModelNotServableError,
-        *_preparation_errors(),
+        *preparation_errors(),
     )
     try:  # a clear message and exit status 1, never "ready"
         for port in (settings.port, settings.metrics_port):  # before a model loads for minutes
@@ -98,8 +47,6 @@ def _serve(args: argparse.Namespace) -> None:
         folder = Path(settings.model) if name is None else prepare_model(name, device=settings.device, cache=cache)
         names = settings.served_names(default=name or folder.name)
         model = _load(settings, folder, names[0], tuple(names[1:]))
-        if settings.fault_injection:
-            model.engine.core.fault_hook = inject_faults
         asyncio.run(serve(settings, {model.model_id: model}))
     except not_servable as e:
         logging.getLogger("inference_service").error("not serving: %s", e)
@@ -109,48 +56,23 @@ def _serve(args: argparse.Namespace) -> None:
 def _load(settings: ServiceSettings, folder: Path, model_id: str, aliases: tuple[str, ...] = ()) -> ServedModel:
     """The model in `folder`, answering to `model_id` (its id in logs and metrics) and `aliases`."""
     from inference_service.engine.loader import load_model
-    from inference_service.engine.runner import RunnerOptions
-    from inference_service.engine.scheduler import SchedulerConfig
-    from inference_service.engine.speculative import SpeculativeConfig
+    from inference_service.server.config import engine_config
 
-    return load_model(
+    config = engine_config(settings)
+    model = load_model(
         folder,
         model_id,
-        RunnerOptions(
-            device=settings.device,
-            device_id=settings.device_id,
-            threads=settings.threads,
-            spinning=settings.spinning,
-            num_slots=settings.max_num_seqs,
-            slot_capacity=settings.max_model_len,
-            kv_cache_mib=settings.kv_cache_mib,
-            dense_min_rows=settings.dense_min_rows,
-            screen_head=settings.screen_head,
-            cache_dir=paths.cpu_graphs_dir(settings.cache_dir),
-        ),
-        SchedulerConfig(
-            max_batched_tokens=settings.max_batched_tokens,
-            max_queue_wait_s=settings.max_queue_wait_s,
-            long_prefill_token_threshold=settings.long_prefill_token_threshold,
-            max_num_partial_prefills=settings.max_num_partial_prefills,
-        ),
-        PrefixCacheConfig(max_entries=settings.prefix_cache_entries),
+        config.runner,
+        config.scheduler,
+        config.prefix_cache,
         chat_template=settings.chat_template,
         aliases=aliases,
-        max_waiting=settings.max_waiting,
-        speculative=SpeculativeConfig(
-            method=settings.speculative,
-            ngram=settings.speculative_ngram,
-            max_draft=settings.speculative_max_draft,
-            max_batch=settings.speculative_max_batch,
-        ),
+        speculative=config.speculative,
+        max_waiting=config.max_waiting,
     )
-
-
-def inject_faults(seq: Sequence) -> None:
-    """Testing hook (--fault-injection): fail inside the engine step for marked requests."""
-    if seq.request.request_id.startswith("fault-inject"):
-        raise RuntimeError(f"injected fault for {seq.request.request_id}")
+    if config.fault_hook is not None:
+        model.engine.core.fault_hook = config.fault_hook
+    return model
 
 
 def _pull(args: argparse.Namespace) -> None:
@@ -167,13 +89,14 @@ def _pull(args: argparse.Namespace) -> None:
         _fail("pull", f"unknown model {args.name!r}; known models: {', '.join(MODELS)} (see --list)")
     try:
         print(pull(args.cache_dir or paths.default_gguf_dir(), get_model(name)))
-    except _preparation_errors() as e:
+    except preparation_errors() as e:
         logging.getLogger("inference_service").error("pull failed: %s", e)
         raise SystemExit(1) from None
 
 
 def _convert(args: argparse.Namespace) -> None:
     from inference_service.models.convert import convert, gguf_architecture
+    from inference_service.models.prepare import default_precision
     from inference_service.models.pull import MODELS, get_model, pull
 
     name = registry_name(args.model)
@@ -187,7 +110,7 @@ def _convert(args: argparse.Namespace) -> None:
         precision = default_precision("auto", architecture) if args.precision == "auto" else args.precision
         out = args.out or paths.model_dir(name, precision)
         print(convert(gguf, out, accuracy_level=args.accuracy_level, precision=precision))
-    except _preparation_errors() as e:
+    except preparation_errors() as e:
         logging.getLogger("inference_service").error("convert failed: %s", e)
         raise SystemExit(1) from None
 

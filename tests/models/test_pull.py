@@ -18,7 +18,7 @@ import pytest
 
 import inference_service.__main__ as cli
 from inference_service.models import convert as convert_module
-from inference_service.models import paths
+from inference_service.models import paths, prepare
 from inference_service.models import pull as pull_module
 from inference_service.models.convert import UnsupportedModelError
 from inference_service.models.pull import (
@@ -374,7 +374,7 @@ def test_default_precision_asks_the_architecture_only_on_cuda(monkeypatch: pytes
     def unread() -> str:
         raise AssertionError("the architecture is read only for a CUDA graph")
 
-    assert cli.default_precision("cpu", unread) == "fp32"
+    assert prepare.default_precision("cpu", unread) == "fp32"
     monkeypatch.setattr(runner, "select_provider", lambda device: runner.CUDA_EP)
-    assert cli.default_precision("cuda", lambda: "llama") == "fp16"
-    assert cli.default_precision("cuda", lambda: GEMMA3_270M.architecture) == "bf16"
+    assert prepare.default_precision("cuda", lambda: "llama") == "fp16"
+    assert prepare.default_precision("cuda", lambda: GEMMA3_270M.architecture) == "bf16"
