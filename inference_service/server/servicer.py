@@ -19,7 +19,7 @@ from inference_service.engine.loader import ServedModel
 from inference_service.server import proto_convert
 from inference_service.server.errors import to_status
 from inference_service.server.metrics import ServiceMetrics
-from ortserve_common.request_context import request_id_var
+from ortserve_common.request_context import is_request_id, request_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,15 @@ def _resolve(names: dict[str, ServedModel], name: str) -> ServedModel:
     if model is None:
         raise ModelNotFoundError(f"The model '{name}' does not exist; served: {sorted(names)}")
     return model
+
+
+def caller_request_id(context: grpc.aio.ServicerContext) -> str | None:
+    """The caller's x-request-id metadata (the bridge sends the id of its HTTP request) when it follows the shared
+    request-id rule; None when absent or not."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and is_request_id(value):
+            return value
+    return None
 
 
 def _unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -73,8 +82,10 @@ class GenerationServicer(gen_grpc.GenerationServiceServicer):
         tracker = self.metrics.track(self._label(request.model)) if self.metrics else None
         status = "CANCELLED"  # unless we get to the end or fail: the client went away
         try:
+            caller_id = caller_request_id(context)  # on every log line of this request, else the engine's id
+            request_id_var.set(caller_id or "-")
             request_id = proto_convert.request_id(request.request_id)
-            request_id_var.set(request_id)
+            request_id_var.set(caller_id or request_id)
             model = _resolve(self.names, request.model)
             params = proto_convert.generation_params(request, model.config.search)
             prompt = proto_convert.prompt_input(request)
