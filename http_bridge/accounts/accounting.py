@@ -1,4 +1,4 @@
-"""Per-key admission, usage and the x-ratelimit-* headers around one completion request.
+"""Per-key admission and usage around one completion request (its x-ratelimit-* headers: middleware.py).
 
 `admit` (the one hook in pipeline.py) checks the key's models, reserves the request's tokens in its window (429
 when over a limit) and returns a Ticket. The Ticket watches the request's Generate streams and, once every stream
