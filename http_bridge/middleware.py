@@ -23,9 +23,9 @@ from http_bridge.accounts.accounting import Accounting
 from http_bridge.accounts.rate_limits import KeyWindow, key_window_var
 from http_bridge.errors import internal_error
 from http_bridge.metrics import BridgeMetrics, request_started_var
-from http_bridge.request_context import choose_request_id, request_id_var
 from http_bridge.request_limits import BodyTooLargeError
 from http_bridge.settings import BridgeSettings
+from ortserve_common.request_context import choose_request_id, request_id_var
 
 logger = logging.getLogger(__name__)
 
