@@ -264,6 +264,8 @@ class AsyncEngine:
     def _step(self) -> None:
         """One step; its snapshot is published before its outputs, so whoever got a token sees that step's load."""
         result = self.core.step()
+        if result.error is not None:
+            logger.error("engine step failed; failing the requests in it", exc_info=result.error)
         self._load = self.core.load()
         self._post(result.outputs)
         for failure in result.failures:

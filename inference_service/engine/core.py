@@ -10,7 +10,6 @@ A step is schedule → run the passes → process the outputs:
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from collections.abc import Callable
 
@@ -32,8 +31,6 @@ from inference_service.engine.speculator import Speculator
 from inference_service.engine.tokenizer import Tokenizer
 from inference_service.engine.tool_calls import ToolCallParser
 from inference_service.engine.types import ChoiceOutput, GenerationRequest, ServerLoad, StepResult
-
-logger = logging.getLogger(__name__)
 
 
 class EngineCore:
@@ -139,10 +136,9 @@ class EngineCore:
         try:
             self._step(result)
         except Exception as e:
-            logger.exception("engine step failed; failing the requests in it")
-            result.outputs = []
+            result.outputs, result.error = [], e
             for request_id in self._stepping:
-                result.failures.append(self.processor.fail(request_id, cause=e))
+                result.failures.append(self.processor.fail(request_id))
         return result
 
     def _step(self, result: StepResult) -> None:

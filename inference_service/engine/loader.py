@@ -107,8 +107,11 @@ def warm_up(core: EngineCore, max_steps: int = 8) -> None:
     for _ in range(max_steps):
         if not core.has_work:
             break
-        for failure in core.step().failures:
-            raise failure.cause or failure.error
+        result = core.step()
+        if result.error is not None:
+            raise result.error
+        for failure in result.failures:
+            raise failure.error
     if core.has_work:
         core.abort_request("warm-up")
         raise EngineInternalError(f"warm-up generation did not finish in {max_steps} steps")

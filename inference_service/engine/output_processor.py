@@ -75,10 +75,10 @@ class OutputProcessor:
                 )
         return outputs
 
-    def fail(self, request_id: str, error: EngineError | None = None, cause: BaseException | None = None) -> Failure:
+    def fail(self, request_id: str, error: EngineError | None = None) -> Failure:
         """Take the request out of the engine; what to report (an internal error unless `error` says otherwise)."""
         self.abort(request_id)
-        return Failure(request_id, error or EngineInternalError("internal error while generating"), cause)
+        return Failure(request_id, error or EngineInternalError("internal error while generating"))
 
     def advance(self, seq: Sequence, result: SampleResult, row: int) -> ChoiceOutput:
         """Append the sampled token: a chunk of text while generating, the completion once a stop is hit."""

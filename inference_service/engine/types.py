@@ -222,7 +222,6 @@ class Failure:
 
     request_id: str
     error: Exception
-    cause: BaseException | None = None  # an exception that escaped the step's passes (warm-up re-raises it)
 
 
 @dataclass(slots=True)
@@ -231,6 +230,7 @@ class StepResult:
 
     outputs: list[ChoiceOutput]
     failures: list[Failure]
+    error: BaseException | None = None  # an exception that escaped the passes; the requests it failed are failures
 
 
 @dataclass(slots=True, frozen=True)
