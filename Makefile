@@ -34,8 +34,8 @@ proto: install
 		proto/inference_service/api/v1/*.proto
 
 lint: install
-	$(BIN)/ruff check inference_service http_bridge tests bench docker
-	$(BIN)/ruff format --check inference_service http_bridge tests bench docker
+	$(BIN)/ruff check inference_service http_bridge ortserve_common tests bench docker
+	$(BIN)/ruff format --check inference_service http_bridge ortserve_common tests bench docker
 
 typecheck: install
 	$(BIN)/mypy
