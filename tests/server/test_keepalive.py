@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 
 import grpc
 import pytest
@@ -23,11 +24,18 @@ from tests.server.fakes import server_for, settle
 from tests.silent_proxy import SilentProxy
 
 pytestmark = pytest.mark.anyio
-PING_MS = 500  # the test's client keepalive; the bridge's own is CHANNEL_OPTIONS' 30 s
+# The test's client keepalive (the bridge's own is CHANNEL_OPTIONS' 30 s): gRPC sends a client's pings at most once a
+# second, so a shorter time would not ping more often.
+PING_MS = 1000
+QUIET_PINGS = 6  # the quiet spell the call must live through; the control's GOAWAY comes at the fourth ping
+READY = health_pb2.HealthCheckRequest(service=client.READY_SERVICE)
 
 
 def keepalive_time_ms() -> int:
     return next(int(value) for name, value in client.CHANNEL_OPTIONS if name == "grpc.keepalive_time_ms")
+
+
+BRIDGE_PING_MS = keepalive_time_ms()  # read before a test's options replace it
 
 
 def test_the_bridges_keepalive_is_no_more_frequent_than_the_service_accepts() -> None:
@@ -43,8 +51,11 @@ async def serve(min_ping_interval_s: float) -> InferenceServer:
 
 @pytest.fixture
 def fast_pinging_bridge_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bridge's options at PING_MS, every ping sent on time: gRPC's default of two pings without data, then one
+    a minute, is two intervals at the bridge's 30 s but 60 at PING_MS, where only a call's data would release the
+    next ping (and the control then raced the service's answer to that call, which resets its strikes)."""
     options = [(name, PING_MS if name == "grpc.keepalive_time_ms" else value) for name, value in client.CHANNEL_OPTIONS]
-    monkeypatch.setattr(client, "CHANNEL_OPTIONS", options)
+    monkeypatch.setattr(client, "CHANNEL_OPTIONS", [*options, ("grpc.http2.max_pings_without_data", 0)])
 
 
 async def outcome(response: Awaitable[health_pb2.HealthCheckResponse]) -> object:
@@ -55,20 +66,18 @@ async def outcome(response: Awaitable[health_pb2.HealthCheckResponse]) -> object
         return e
 
 
-async def quiet_then_call(server: InferenceServer) -> tuple[object, object]:
+@contextlib.asynccontextmanager
+async def watching(
+    server: InferenceServer,
+) -> AsyncIterator[tuple[health_pb2_grpc.HealthStub, grpc.aio.UnaryStreamCall]]:
     """A channel with the bridge's options and an idle stream open on it (a health watch, as the bridge's health
-    checking keeps), quiet for six keepalive pings; then a call, and the service turns NOT_SERVING. What the call and
-    the open watch got: a response, or the gRPC error."""
+    checking keeps), its first answer read; the server stopped after."""
     channel = client.open_channel(f"127.0.0.1:{server.port}", BridgeSettings(health_check=False))
     stub = health_pb2_grpc.HealthStub(channel)
-    request = health_pb2.HealthCheckRequest(service=client.READY_SERVICE)
-    watch = stub.Watch(request)
+    watch = stub.Watch(READY)
     try:
         await watch.read()
-        await asyncio.sleep(6 * PING_MS / 1000)
-        checked = await outcome(stub.Check(request, timeout=5))
-        await server.health.set(client.READY_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
-        return checked, await outcome(asyncio.wait_for(watch.read(), timeout=5))
+        yield stub, watch
     finally:
         watch.cancel()
         await channel.close()
@@ -78,18 +87,27 @@ async def quiet_then_call(server: InferenceServer) -> tuple[object, object]:
 
 @pytest.mark.usefixtures("fast_pinging_bridge_options")
 async def test_a_call_and_the_open_stream_live_through_a_quiet_spell_of_pings() -> None:
-    # the service accepts twice the rate the client pings at (the real pair: 10 s accepted, the bridge's 30 s)
-    checked, watched = await quiet_then_call(await serve(min_ping_interval_s=PING_MS / 2000))
+    """Quiet for QUIET_PINGS pings, then a call, and the service turns NOT_SERVING: the call is answered and the open
+    watch sees the change. The service accepts pings at the real pair's margin (10 s accepted, the bridge's 30 s)."""
+    margin = ServiceSettings().keepalive_min_ping_interval_s * 1000 / BRIDGE_PING_MS
+    server = await serve(min_ping_interval_s=PING_MS / 1000 * margin)
+    async with watching(server) as (stub, watch):
+        await asyncio.sleep(QUIET_PINGS * PING_MS / 1000)
+        checked = await outcome(stub.Check(READY, timeout=5))
+        await server.health.set(client.READY_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        watched = await outcome(asyncio.wait_for(watch.read(), timeout=5))
     assert checked == health_pb2.HealthCheckResponse.SERVING
     assert watched == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @pytest.mark.usefixtures("fast_pinging_bridge_options")
 async def test_a_service_that_refuses_the_pings_ends_the_connection() -> None:
-    """The control, gRPC's server defaults in effect: pings more often than the service accepts draw GOAWAY
-    too_many_pings once the call goes out. The open stream dies with it; the call itself may be retried by gRPC on a
-    new connection, or fail (the 503 that CI saw)."""
-    _, watched = await quiet_then_call(await serve(min_ping_interval_s=60))
+    """The control, gRPC's server defaults in effect: the same pings on the same idle watch draw GOAWAY
+    too_many_pings at the fourth (two strikes allowed), within the other test's quiet spell, and the watch dies with
+    it. The service writes nothing on the connection until then, so the watch's next read is that end however late
+    the pings run under load: any write (a call's answer, a status change) resets the strikes and raced the GOAWAY."""
+    async with watching(await serve(min_ping_interval_s=60)) as (_, watch):
+        watched = await outcome(asyncio.wait_for(watch.read(), timeout=10 * QUIET_PINGS * PING_MS / 1000))
     assert isinstance(watched, grpc.aio.AioRpcError), watched
     assert watched.code() == grpc.StatusCode.UNAVAILABLE and "ping" in (watched.details() or "").lower()
 
